@@ -396,7 +396,8 @@ class Tables:
         if strategy == "host":
             return op.weight_elems if d == self.host else 0
         if strategy in ("replicate", "rows"):
-            return op.weight_elems
+            # a device with no output rows computes nothing and holds no weights
+            return op.weight_elems if out.parts[d] is not None else 0
         if op.kind in ("conv", "linear"):
             wshape = op.weight_shape
             cout, cin = wshape[0], wshape[1]

@@ -228,7 +228,12 @@ def _pair(v) -> tuple[int, int]:
 
 def _source(node: torch.fx.Node) -> str:
     trace = node.meta.get("stack_trace") or ""
-    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip().startswith("File")]
+    torch_dir = str(__import__("pathlib").Path(torch.__file__).parent)
+    lines = [
+        ln.strip()
+        for ln in trace.strip().splitlines()
+        if ln.strip().startswith("File") and torch_dir not in ln
+    ]
     return lines[-1] if lines else ""
 
 
@@ -377,6 +382,25 @@ def _classify_method(node, in_shapes, out_shape) -> tuple[str, dict, int]:
     raise _unsupported(node, "method not supported")
 
 
+_MODULE_TYPES = (
+    nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d, nn.Identity, nn.Flatten, *_ACTIVATIONS,
+)
+_FUNCTIONS = set(_ACTIVATION_FUNCTIONS) | _ADD_TARGETS | _CAT_TARGETS | _FLATTEN_TARGETS | {
+    torch.nn.functional.adaptive_avg_pool2d, torch.nn.functional.dropout,
+}
+_METHODS = {"relu", "sigmoid", "tanh", "add", "__add__", "view", "reshape", "flatten", "contiguous"}
+
+
+def _precheck(node: torch.fx.Node, mods: dict) -> None:
+    if node.op == "call_module" and type(mods[node.target]) not in _MODULE_TYPES:
+        raise _unsupported(node, f"module type {type(mods[node.target]).__name__}")
+    if node.op == "call_function" and node.target not in _FUNCTIONS:
+        raise _unsupported(node, "function not supported")
+    if node.op == "call_method" and node.target not in _METHODS:
+        raise _unsupported(node, "method not supported")
+
+
 def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") -> OpGraph:
     """Trace ``module`` on an input of ``input_shape`` into an :class:`OpGraph`.
 
@@ -400,12 +424,19 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
         raise ValueError(f"input_shape must be (N, C, H, W), got {input_shape}")
     module = module.eval()
     try:
-        gm = torch.fx.symbolic_trace(module)
+        tracer = torch.fx.Tracer()
+        tracer.record_stack_traces = True  # lets errors name the model's source line
+        gm = torch.fx.GraphModule(tracer.root if hasattr(tracer, "root") else module, tracer.trace(module))
     except Exception as exc:  # fx raises many kinds of errors
         raise UnsupportedOperator(f"torch.fx could not trace {type(module).__name__}: {exc}") from exc
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(input_shape))
     mods = dict(gm.named_modules())
+    for node in gm.graph.nodes:  # reject unknown operators before running anything
+        _precheck(node, mods)
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(torch.zeros(input_shape))
+    except Exception as exc:
+        raise ValueError(f"{type(module).__name__} failed on an input of shape {input_shape}: {exc}") from exc
     alias: dict[str, str] = {}  # fx node name → OpNode name whose value it equals
     nodes: list[OpNode] = []
     for node in gm.graph.nodes:

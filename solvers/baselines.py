@@ -1,0 +1,129 @@
+"""Baseline solvers: fixed plans, the best uniform plan, and seeded random plans.
+
+- ``single``: everything on the host (no cooperation).
+- ``coedge``: CoEdge-style row partitioning (:func:`iopopt.pairs.base_plan` ``"coedge"``).
+- ``oc``: every conv/linear split by output channels, a gather after every
+  operator (:func:`iopopt.pairs.base_plan` ``"oc"``).
+- ``best_uniform``: the cheapest, by the cost model, of a few uniform plans.
+- ``random``: the best of ``samples`` seeded random valid plans.
+
+All report termination ``completed`` and no bound; the base class turns a
+plan that exceeds a device's memory into ``memory_exceeded``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from iopopt.cost import latency
+from iopopt.pairs import base_plan
+from iopopt.problem import Plan, Problem
+from iopopt.solver import SolveResult, Solver, SolverError
+
+__all__ = ["Single", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans"]
+
+
+def _completed(name: str, problem: Problem, plan: Plan, **extra) -> SolveResult:
+    return SolveResult(name, "completed", plan, objective=latency(problem, plan), extra=extra)
+
+
+class Single(Solver):
+    """Every operator on the host: the no-cooperation reference."""
+
+    name = "single"
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        return _completed(self.name, problem, problem.plan({}))
+
+
+class CoEdge(Solver):
+    """Convs and their channel-wise followers split by rows; linear layers on the host."""
+
+    name = "coedge"
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        return _completed(self.name, problem, base_plan(problem, "coedge"))
+
+
+class OutputChannels(Solver):
+    """Every conv/linear split by output channels; the output is gathered after every operator."""
+
+    name = "oc"
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        return _completed(self.name, problem, base_plan(problem, "oc"))
+
+
+def uniform_plans(problem: Problem) -> dict[str, Plan]:
+    """A few uniform plans of ``problem``, by name, in a fixed order.
+
+    ``host``, ``replicate`` and ``rows`` give every node that strategy where
+    it applies (``host`` elsewhere); ``coedge`` and ``oc`` are the base plans
+    of :mod:`iopopt.pairs`.
+    """
+    return {
+        "host": problem.plan({}),
+        "replicate": problem.plan({}, default="replicate"),
+        "rows": problem.plan({}, default="rows"),
+        "coedge": base_plan(problem, "coedge"),
+        "oc": base_plan(problem, "oc"),
+    }
+
+
+class BestUniform(Solver):
+    """The cheapest of :func:`uniform_plans` by the cost model (ties: the first in order).
+
+    ``extra['candidates']`` gives each candidate's latency (s) and
+    ``extra['chosen']`` the winner's name.
+    """
+
+    name = "best_uniform"
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        plans = uniform_plans(problem)
+        costs = {name: latency(problem, plan) for name, plan in plans.items()}
+        chosen = min(costs, key=costs.__getitem__)  # min keeps the first of equal costs
+        return _completed(self.name, problem, plans[chosen], chosen=chosen, candidates=costs)
+
+
+class RandomPlan(Solver):
+    """The best of ``samples`` random valid plans drawn with ``random.Random(seed)``.
+
+    Each plan picks, in topological order, a uniformly random strategy among
+    those of the node that keep every input edge feasible (only an ``add`` in
+    ``partial`` needs partial-sum inputs; ``host`` is always feasible), which
+    is rejection sampling done per node instead of per plan.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0, samples: int = 1):
+        self.seed = seed
+        self.samples = samples
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise SolverError(f"{self.name}: samples must be a positive integer, got {self.samples!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise SolverError(f"{self.name}: seed must be an integer, got {self.seed!r}")
+        rng = random.Random(self.seed)
+        best_plan, best = None, float("inf")
+        for _ in range(self.samples):
+            plan = self._draw(problem, rng)
+            cost = latency(problem, plan)
+            if cost < best:
+                best_plan, best = plan, cost
+        return SolveResult(self.name, "completed", best_plan, objective=best, extra={"samples": self.samples})
+
+    @staticmethod
+    def _draw(problem: Problem, rng: random.Random) -> Plan:
+        tables = problem.tables
+        chosen: dict[str, str] = {}
+        for op in problem.graph:
+            feasible = [
+                s
+                for s in problem.strategies(op.name)
+                if all(tables.edge(src, op.name, i, chosen[src], s) is not None for i, src in enumerate(op.inputs))
+            ]
+            chosen[op.name] = rng.choice(feasible)
+        return Plan(chosen)

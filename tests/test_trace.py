@@ -1,0 +1,113 @@
+"""Tracing: published model figures, node attributes and unsupported operators."""
+
+import pytest
+import torch
+from torch import nn
+
+import iopopt
+from iopopt import zoo
+from iopopt.graph import UnsupportedOperator
+
+torch.set_num_threads(1)
+
+# Published figures of the classic architectures at 224x224 (MACs of conv + linear, parameters).
+PUBLISHED = {
+    "alexnet": (0.71e9, 61.10e6),
+    "vgg16": (15.47e9, 138.36e6),
+    "resnet18": (1.81e9, 11.69e6),
+    "resnet50": (4.09e9, 25.56e6),
+    "mobilenet_v2": (0.30e9, 3.50e6),
+}
+
+
+@pytest.fixture(scope="module")
+def traced():
+    out = {}
+    for name in PUBLISHED:
+        module, shape = zoo.build(name)
+        out[name] = (module, iopopt.trace(module, shape))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_macs_and_params(traced, name):
+    module, g = traced[name]
+    macs, params = PUBLISHED[name]
+    assert g.macs() == pytest.approx(macs, rel=0.01)
+    assert g.parameter_count() == pytest.approx(params, rel=0.01)
+    assert g.parameter_count() == sum(p.numel() for p in module.parameters())
+
+
+def test_flops_are_twice_the_macs_of_a_conv():
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False))
+    g = iopopt.trace(m, (2, 3, 10, 12))
+    op = g["_0"]
+    assert op.kind == "conv"
+    assert op.flops == 2 * (2 * 8 * 10 * 12) * 3 * 9
+    assert op.out_shape == (2, 8, 10, 12)
+    assert op.weight_elems == 8 * 3 * 9
+
+
+def test_node_kinds_and_order():
+    module, shape = zoo.build("tiny_residual")
+    g = iopopt.trace(module, shape)
+    kinds = {op.kind for op in g}
+    assert {"input", "output", "conv", "add", "cat"} <= kinds
+    for src, dst, _ in g.edges():
+        assert g.position[src] < g.position[dst]
+    assert g.order[0] == g.input_name and g.order[-1] == g.output_name
+
+
+class Grouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(4, 4, 3, groups=2)
+
+    def forward(self, x):
+        return self.c(x)
+
+
+class MeanPool(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class Matmul(nn.Module):
+    def forward(self, x):
+        return torch.matmul(x, x)
+
+
+class LSTMish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 4)
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+
+@pytest.mark.parametrize(
+    "module,shape,needle",
+    [
+        (Grouped(), (1, 4, 8, 8), "groups=2"),
+        (MeanPool(), (1, 4, 8, 8), "mean"),
+        (Matmul(), (1, 4, 8, 8), "matmul"),
+        (LSTMish(), (1, 4, 8, 8), "LSTM"),
+    ],
+)
+def test_unsupported_operator_names_node_and_target(module, shape, needle):
+    with pytest.raises(UnsupportedOperator) as err:
+        iopopt.trace(module, shape)
+    msg = str(err.value)
+    assert needle in msg
+    assert "node" in msg
+
+
+def test_unsupported_operator_names_source_line():
+    with pytest.raises(UnsupportedOperator, match="test_trace.py"):
+        iopopt.trace(MeanPool(), (1, 4, 8, 8))
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        iopopt.trace(nn.Sequential(nn.ReLU()), (3, 224, 224))
