@@ -143,16 +143,17 @@ def _random_valid_plan(problem: Problem, rng: random.Random, tries: int = 200) -
 def reference_plans(problem: Problem, solver: Solver | None = None, n_random: int = 4, seed: int = 0) -> list[Plan]:
     """Valid plans to compare an exact solver's optimum with, drawn independently of it.
 
-    For a solver with ``space: pairs``: its base plan and the base plan with
-    random sets of disjoint candidate pairs. Otherwise: all-host and
-    ``n_random`` random valid plans.
+    For a solver with ``space: pairs``: its base plan, the base plan with each
+    single candidate pair, and with ``n_random`` random sets of disjoint
+    pairs. Otherwise: all-host, both base plans and ``n_random`` random valid
+    plans.
     """
     rng = random.Random(seed)
     params = solver.get_params() if solver is not None else {}
     if params.get("space") == "pairs":
         base = base_plan(problem, params.get("base", "coedge"))
         pairs = candidate_pairs(problem)
-        plans = [base]
+        plans = [base] + [apply_pairs(base, [p]) for p in pairs]
         for _ in range(n_random):
             chosen, used = [], set()
             for p in rng.sample(pairs, len(pairs)):
@@ -161,7 +162,7 @@ def reference_plans(problem: Problem, solver: Solver | None = None, n_random: in
                     used.update(p.nodes)
             plans.append(apply_pairs(base, chosen))
         return plans
-    plans = [problem.plan({})]
+    plans = [problem.plan({}), base_plan(problem, "coedge"), base_plan(problem, "oc")]
     for _ in range(n_random):
         plan = _random_valid_plan(problem, rng)
         if plan is not None:
@@ -329,12 +330,9 @@ if pytest is not None:
                 pytest.skip(f"{solver.name} refuses {case_id}: {got}")
             check_solver(solver, problem, result=got)
 
-        def test_solves_smallest_problem(self, solver: Solver) -> None:
-            got = solve_or_refusal(solver, contract_case(self.contract_ids[0]).problem)
-            _require(not isinstance(got, SolverError), solver, f"refuses the smallest contract problem: {got}")
-
-        def test_plan_runs_correctly(self, solver: Solver) -> None:
-            # numerical and byte-exact check of one plan by the simulated executor
+        def test_solves_and_runs_smallest_problem(self, solver: Solver) -> None:
+            # every solver must solve the smallest case; the simulated executor then checks its plan
+            # numerically and byte for byte against the cost model
             case = contract_case(self.contract_ids[0])
             got = solve_or_refusal(solver, case.problem)
             _require(not isinstance(got, SolverError), solver, f"refuses the smallest contract problem: {got}")

@@ -4,7 +4,8 @@
 - ``coedge``: CoEdge-style row partitioning (:func:`iopopt.pairs.base_plan` ``"coedge"``).
 - ``oc``: every conv/linear split by output channels, a gather after every
   operator (:func:`iopopt.pairs.base_plan` ``"oc"``).
-- ``best_uniform``: the cheapest, by the cost model, of a few uniform plans.
+- ``best_uniform``: the cheapest, by the cost model, of the uniform plans
+  (one strategy everywhere it applies) and the two base plans.
 - ``random``: the best of ``samples`` seeded random valid plans.
 
 All report termination ``completed`` and no bound; the base class turns a
@@ -16,8 +17,9 @@ from __future__ import annotations
 import random
 
 from iopopt.cost import latency
-from iopopt.pairs import base_plan
-from iopopt.problem import Plan, Problem
+from iopopt.layouts import STRATEGIES
+from iopopt.pairs import BASES, base_plan
+from iopopt.problem import InvalidPlan, Plan, Problem
 from iopopt.solver import SolveResult, Solver, SolverError
 
 __all__ = ["Single", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans"]
@@ -55,19 +57,23 @@ class OutputChannels(Solver):
 
 
 def uniform_plans(problem: Problem) -> dict[str, Plan]:
-    """A few uniform plans of ``problem``, by name, in a fixed order.
+    """Uniform plans of ``problem`` by name, in a fixed order.
 
-    ``host``, ``replicate`` and ``rows`` give every node that strategy where
-    it applies (``host`` elsewhere); ``coedge`` and ``oc`` are the base plans
-    of :mod:`iopopt.pairs`.
+    For each strategy name (``host``, ``replicate``, ``oc``, ``ic``, ``rows``,
+    ``channel``, ``partial``): every node in that strategy where it applies,
+    ``host`` elsewhere; combinations the compiler cannot run (``partial``
+    without partial-sum inputs) are left out. Then the ``coedge`` and ``oc``
+    base plans of :mod:`iopopt.pairs` (named ``base_coedge``, ``base_oc``).
     """
-    return {
-        "host": problem.plan({}),
-        "replicate": problem.plan({}, default="replicate"),
-        "rows": problem.plan({}, default="rows"),
-        "coedge": base_plan(problem, "coedge"),
-        "oc": base_plan(problem, "oc"),
-    }
+    plans: dict[str, Plan] = {}
+    for strategy in STRATEGIES:
+        try:
+            plans[strategy] = problem.plan({}, default=strategy)
+        except InvalidPlan:
+            continue
+    for base in BASES:
+        plans[f"base_{base}"] = base_plan(problem, base)
+    return plans
 
 
 class BestUniform(Solver):
