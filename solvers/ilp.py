@@ -29,10 +29,11 @@ import math
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iopopt.cost import latency
+from iopopt.cost import evaluate, latency
 from iopopt.pairs import BASES, Pair, apply_pairs, base_plan, candidate_pairs
 from iopopt.problem import Plan, Problem
 from iopopt.solver import SolveResult, Solver, SolverError
@@ -45,6 +46,7 @@ SPACES = ("full", "pairs")
 MEMORY_MODES = ("auto", "on", "off")
 
 _MIB = float(1 << 20)  # memory rows are written in MiB to keep coefficients moderate
+_PROOF_RTOL = 1e-6  # a proven plan may exceed the backend's bound by at most this (backend tolerances)
 
 # A linear expression is kept as (terms, constant), terms a tuple of (variable, coefficient).
 _ONE = ((), 1.0)
@@ -156,13 +158,14 @@ class IlpSolver(Solver):
             extra.update(_infeasible_report(problem, model))
             return SolveResult(self.name, "infeasible", None, extra=extra)
 
-        plan = model.extract()
+        has_solution = sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+        plan = model.extract() if has_solution else None
         if plan is None:
             if stopped:
                 return SolveResult(self.name, "time_limit", None, bound=_unscale(backend_bound, model), extra=extra)
             raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['status']})")
 
-        objective = latency(problem, plan)
+        objective = evaluate(problem, plan).latency_s  # the figure Solver.solve reports
         obj_value = pulp.value(model.prob.objective)
         extra["backend_objective_s"] = None if obj_value is None else obj_value / model.scale
         bound = _unscale(backend_bound, model)
@@ -182,6 +185,10 @@ class IlpSolver(Solver):
             termination = "optimal"
         else:
             termination = "feasible"
+        if termination == "optimal" and objective - bound > _PROOF_RTOL * objective:
+            # the backend claims a proof, but the extracted plan is measurably above its bound
+            termination = "feasible"
+            extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
         return SolveResult(self.name, termination, plan, objective=objective, bound=bound, extra=extra)
 
 
@@ -208,9 +215,9 @@ class _Model:
     def stats(self) -> dict:
         p = self.prob
         out = {
-            "variables": len(p.variables()),
+            "variables": p.numVariables(),
             "binaries": sum(1 for v in p.variables() if v.cat == "Integer"),
-            "constraints": len(p.constraints),
+            "constraints": p.numConstraints(),
             "memory_rows": self.memory_rows,
         }
         if self.base is not None:
@@ -281,7 +288,6 @@ def _full_domains(problem: Problem) -> dict[str, tuple[str, ...]]:
 
 def _build(pulp, problem: Problem, space: str, base: str, memory: str) -> _Model:
     g, t = problem.graph, problem.tables
-    k = problem.k
     prob = pulp.LpProblem("iopopt", pulp.LpMinimize)
     index = {n: i for i, n in enumerate(g.order)}
 
@@ -295,13 +301,13 @@ def _build(pulp, problem: Problem, space: str, base: str, memory: str) -> _Model
                 x[n] = {dom[0]: _ONE}
                 continue
             all_s = problem.strategies(n)
-            xs = {s: pulp.LpVariable(f"x_{index[n]}_{all_s.index(s)}", cat="Binary") for s in dom}
+            xs = {s: prob.add_variable(f"x_{index[n]}_{all_s.index(s)}", cat="Binary") for s in dom}
             x[n] = {s: (((var, 1.0),), 0.0) for s, var in xs.items()}
             prob += pulp.LpAffineExpression([(var, 1.0) for var in xs.values()]) == 1, f"one_{index[n]}"
     else:
         base_p = base_plan(problem, base)
         pairs = candidate_pairs(problem)
-        zs = [pulp.LpVariable(f"z_{j}", cat="Binary") for j in range(len(pairs))]
+        zs = [prob.add_variable(f"z_{j}", cat="Binary") for j in range(len(pairs))]
         cover: dict[str, list[tuple]] = {}
         for p, z in zip(pairs, zs):
             for n, s in p.strategies().items():
@@ -330,22 +336,26 @@ def _build(pulp, problem: Problem, space: str, base: str, memory: str) -> _Model
     y: dict[tuple, dict[tuple[str, str], tuple]] = {}
     for e_id, (u, v, i) in enumerate(g.edges()):
         du, dv = domains[u], domains[v]
-        feasible = {(s, q) for s in du for q in dv if t.edge(u, v, i, s, q) is not None}
+        su, sv = problem.strategies(u), problem.strategies(v)
+        # in strategy order, so that the model (and ties between equal plans) never depends on hashing
+        feasible = sorted(
+            ((s, q) for s in du for q in dv if t.edge(u, v, i, s, q) is not None),
+            key=lambda sq: (su.index(sq[0]), sv.index(sq[1])),
+        )
         ye: dict[tuple[str, str], tuple] = {}
         if len(du) == 1 or len(dv) == 1:
             for s, q in feasible:
                 ye[(s, q)] = x[v][q] if len(du) == 1 else x[u][s]
             # a strategy with no feasible partner across this edge is forbidden
             for s in du:
-                if len(dv) == 1 and (s, dv[0]) not in feasible:
+                if len(dv) == 1 and (s, dv[0]) not in ye:
                     prob += _affine(pulp, [(1.0, x[u][s])]) == 0
             for q in dv:
-                if len(du) == 1 and (du[0], q) not in feasible:
+                if len(du) == 1 and (du[0], q) not in ye:
                     prob += _affine(pulp, [(1.0, x[v][q])]) == 0
         else:
-            su, sv = problem.strategies(u), problem.strategies(v)
-            for s, q in sorted(feasible, key=lambda sq: (su.index(sq[0]), sv.index(sq[1]))):
-                var = pulp.LpVariable(f"y_{e_id}_{su.index(s)}_{sv.index(q)}", lowBound=0)
+            for s, q in feasible:
+                var = prob.add_variable(f"y_{e_id}_{su.index(s)}_{sv.index(q)}", lowBound=0)
                 ye[(s, q)] = (((var, 1.0),), 0.0)
             for s in du:
                 row = [(1.0, ye[(s, q)]) for q in dv if (s, q) in ye] + [(-1.0, x[u][s])]
@@ -364,55 +374,52 @@ def _build(pulp, problem: Problem, space: str, base: str, memory: str) -> _Model
     objective = _affine(pulp, obj)
     prob += objective
 
-    model = _Model(prob, problem, scale, domains, x, pairs, zs, base_p, offset=objective.constant)
+    model = _Model(
+        prob, problem, scale, objective.constant, domains, x, pairs=pairs, z=zs, base=base_p
+    )
     _add_memory_rows(pulp, model, y, memory)
     return model
 
 
 def _add_memory_rows(pulp, model: _Model, y, memory: str) -> None:
-    """Capacity rows per (step, device), and the per-device lower bound on peak bytes."""
+    """Capacity rows per (step, device) and each device's lower bound on its peak bytes.
+
+    Devices with infinite capacity get neither; with ``memory: off`` nothing is done.
+    """
     problem, prob, x, domains = model.problem, model.prob, model.x, model.domains
     g, t = problem.graph, problem.tables
-    k = problem.k
     order = g.order
+    model.min_need = [0.0] * problem.k
+    finite = [d for d, dev in enumerate(problem.cluster.devices) if math.isfinite(dev.memory_bytes)]
+    if memory == "off" or not finite:
+        return
     last = {n: g.last_use(n) for n in order}
     in_edges = {n: [(src, n, i) for i, src in enumerate(g[n].inputs)] for n in order}
+    # per-device byte tuples, looked up once
+    weight = {n: {s: t.node(n, s).weight_bytes for s in domains[n]} for n in order}
+    out = {n: {s: t.node(n, s).out_bytes for s in domains[n]} for n in order}
+    stage = {e: {sq: t.edge(*e, *sq).staging_bytes for sq in ye} for e, ye in y.items()}
 
-    def out_b(n, s, d):
-        return t.node(n, s).out_bytes[d]
-
-    def stage_b(e, sq, d):
-        return t.edge(*e, *sq).staging_bytes[d]
-
-    model.min_need = [0.0] * k
-    for d, dev in enumerate(problem.cluster.devices):
-        cap = dev.memory_bytes
-        w_terms = [(t.node(n, s).weight_bytes[d], x[n][s]) for n in order for s in domains[n]]
-        w_min = sum(min(t.node(n, s).weight_bytes[d] for s in domains[n]) for n in order)
-        w_max = sum(max(t.node(n, s).weight_bytes[d] for s in domains[n]) for n in order)
+    for d in finite:
+        cap = problem.cluster.devices[d].memory_bytes
+        w_min = sum(min(b[d] for b in weight[n].values()) for n in order)
+        w_max = sum(max(b[d] for b in weight[n].values()) for n in order)
         w_var = None
         live: list[str] = []
         need = w_min
         for p, n in enumerate(order):
-            held = [(out_b(u, s, d), x[u][s]) for u in live for s in domains[u]]
-            held += [(stage_b(e, sq, d), ex) for e in in_edges[n] for sq, ex in y[e].items()]
-            held += [(out_b(n, s, d), x[n][s]) for s in domains[n]]
-            lo = sum(min(out_b(u, s, d) for s in domains[u]) for u in live)
-            hi = sum(max(out_b(u, s, d) for s in domains[u]) for u in live)
-            lo += sum(min(stage_b(e, sq, d) for sq in y[e]) for e in in_edges[n]) + min(
-                out_b(n, s, d) for s in domains[n]
-            )
-            hi += sum(max(stage_b(e, sq, d) for sq in y[e]) for e in in_edges[n]) + max(
-                out_b(n, s, d) for s in domains[n]
-            )
+            sources = [(out[u], x[u]) for u in live] + [(stage[e], y[e]) for e in in_edges[n]] + [(out[n], x[n])]
+            lo = sum(min(b[d] for b in table.values()) for table, _ in sources)
+            hi = sum(max(b[d] for b in table.values()) for table, _ in sources)
             need = max(need, w_min + lo)
-            could_bind = w_max + hi > cap if memory == "auto" else True
-            if memory != "off" and math.isfinite(cap) and could_bind:
+            if memory == "on" or w_max + hi > cap:
                 if w_var is None:
-                    w_var = pulp.LpVariable(f"w_{d}", lowBound=0)
-                    row = [(b / _MIB, e) for b, e in w_terms] + [(-1.0, (((w_var, 1.0),), 0.0))]
+                    w_var = prob.add_variable(f"w_{d}", lowBound=0)
+                    row = [(b[d] / _MIB, x[v][s]) for v in order for s, b in weight[v].items()]
+                    row.append((-1.0, (((w_var, 1.0),), 0.0)))
                     prob += _affine(pulp, row) == 0, f"w_{d}"
-                row = [(1.0, (((w_var, 1.0),), 0.0))] + [(b / _MIB, e) for b, e in held]
+                row = [(1.0, (((w_var, 1.0),), 0.0))]
+                row += [(b[d] / _MIB, exprs[key]) for table, exprs in sources for key, b in table.items()]
                 prob += _affine(pulp, row) <= cap / _MIB, f"mem_{p}_{d}"
                 model.memory_rows += 1
             if last[n] > p:
@@ -433,7 +440,10 @@ def _infeasible_report(problem: Problem, model: _Model) -> dict:
     }
     if over:
         names = [devs[d].name for d in over]
-        reason = f"device(s) {', '.join(names)} cannot hold even their smallest possible share of weights and activations"
+        reason = (
+            f"device(s) {', '.join(names)} cannot hold even their smallest possible share "
+            "of weights and activations"
+        )
     else:
         finite = [d for d in range(problem.k) if math.isfinite(devs[d].memory_bytes)]
         finite.sort(key=lambda d: -model.min_need[d] / devs[d].memory_bytes)
@@ -456,16 +466,20 @@ def _check_backend(pulp, name: str) -> None:
 
 
 def _make_backend(pulp, s: IlpSolver, tmp: Path):
-    common = dict(msg=False, timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
+    common = dict(msg=bool(s.msg), timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
     if s.backend in ("PULP_CBC_CMD", "COIN_CMD"):
-        solver = pulp.getSolver(s.backend, keepFiles=False, logPath=str(tmp / "backend.log"), **common)
+        common["msg"] = False  # the log goes to a file, parsed for the bound and printed when msg is set
+        with warnings.catch_warnings():
+            # PuLP 3.3 announces PULP_CBC_CMD's removal in 4.0; the bundled CBC is what we have today
+            warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+            solver = pulp.getSolver(s.backend, keepFiles=False, logPath=str(tmp / "backend.log"), **common)
     elif s.backend == "HiGHS":
         solver = pulp.getSolver(s.backend, gapAbs=0.0, **common)
     else:
         try:
             solver = pulp.getSolver(s.backend, **common)
         except TypeError:  # a backend that takes fewer options
-            solver = pulp.getSolver(s.backend, msg=False, timeLimit=s.time_limit_s)
+            solver = pulp.getSolver(s.backend, msg=bool(s.msg), timeLimit=s.time_limit_s)
     if hasattr(solver, "tmpDir"):
         solver.tmpDir = str(tmp)  # private temp files: parallel jobs never clash
     return solver
