@@ -23,14 +23,14 @@ from __future__ import annotations
 import copy
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from . import kernels
 from .compiler import Program, Resharding, Step, compile_plan
-from .layouts import Dist, Region
+from .layouts import Region, full_region
 
 __all__ = ["Faults", "MessageRecord", "ExecutionTrace", "SimulatedExecutor", "VerifyReport", "verify"]
 
@@ -273,8 +273,12 @@ class SimulatedExecutor:
         return buf
 
     # -- running --------------------------------------------------------------------------
-    def run(self, program: Program, x: Tensor) -> ExecutionTrace:
-        """Run ``program`` on input ``x`` (full input tensor, placed on the host only)."""
+    def run(self, program: Program, x: Tensor, observer=None) -> ExecutionTrace:
+        """Run ``program`` on input ``x`` (full input tensor, placed on the host only).
+
+        ``observer(step, parts)``, when given, is called after each operator with
+        every device's output part (None where it holds nothing); for diagnosis only.
+        """
         problem = self.problem
         if program.problem is not problem:
             raise ValueError("SimulatedExecutor.run: the program was compiled for another problem")
@@ -311,6 +315,8 @@ class SimulatedExecutor:
                     raise RuntimeError("the output did not reach the host")
             else:
                 outs, node_w = self._compute(step, bufs)
+                if observer is not None:
+                    observer(step, outs)
             for d in range(k):
                 weights[d] += node_w[d]
             per_node[name] = node_w
@@ -381,8 +387,8 @@ class VerifyReport:
     memory_match: bool
     diff: str = ""
     dtype: str = "float64"
-    expected_activation_peaks: tuple[int, ...] = field(default=())
-    actual_activation_peaks: tuple[int, ...] = field(default=())
+    expected_activation_peaks: tuple[int, ...] = ()
+    actual_activation_peaks: tuple[int, ...] = ()
 
     @property
     def numerics_ok(self) -> bool:
@@ -426,6 +432,67 @@ def _message_diff(program: Program, trace: ExecutionTrace) -> list[str]:
     return lines
 
 
+def _first_divergence(problem, program, model, x, dtype, rtol, faults) -> str:
+    """Re-run with every node checked against the unsplit model's intermediates; name the first that differs."""
+    import torch.fx
+
+    g = problem.graph
+    gm = torch.fx.GraphModule(model, copy.deepcopy(g.module.graph))  # the traced graph stays untouched
+    env: dict[str, Tensor] = {}
+
+    class _Record(torch.fx.Interpreter):
+        def run_node(self, n):
+            val = super().run_node(n)
+            if isinstance(val, Tensor):
+                env[n.name] = val
+            return val
+
+    with torch.no_grad():
+        _Record(gm).run(x)
+    found: list[str] = []
+
+    class _Stop(Exception):
+        pass
+
+    def observe(step, parts):
+        ref = env.get(step.op.name)
+        if ref is None:
+            return
+        dist = step.term.out
+        tol = rtol * max(1.0, float(ref.abs().max()) if ref.numel() else 0.0)
+        if dist.kind == "P":
+            held = [t for t in parts if t is not None]
+            got = held[0].clone()
+            for t in held[1:]:
+                got = got + t
+            err = float((got - ref).abs().max())
+            if not err <= tol:
+                found.append(
+                    f"first divergence: node {step.op.name!r} ({step.strategy}): the sum of the partials "
+                    f"of devices {list(dist.holders())} is off by {err:.3g}"
+                )
+                raise _Stop
+            return
+        for d, part in enumerate(parts):
+            if part is None:
+                continue
+            want = _read(ref, full_region(ref.shape), dist.parts[d])
+            err = float((part - want).abs().max()) if part.numel() else 0.0
+            if not err <= tol:
+                found.append(
+                    f"first divergence: node {step.op.name!r} ({step.strategy}), device {d}, "
+                    f"part {dist.parts[d]}: max abs err {err:.3g}"
+                )
+                raise _Stop
+
+    try:
+        with torch.no_grad():
+            SimulatedExecutor(problem, model, dtype=dtype, faults=faults).run(program, x, observer=observe)
+    except _Stop:
+        pass
+    return found[0] if found else "every node's parts match the unsplit model (the final gather differs)"
+
+
 def verify(
     problem,
     plan,
@@ -445,7 +512,9 @@ def verify(
     ``output_scale = max |reference|``. Default ``rtol``: ``1e-9`` in float64;
     ``1e-4`` in float32, which leaves room for the float32 rounding of sums
     reordered by the split (channel partial sums, split convs) through deep
-    nets such as ResNet-50 (observed errors there are around 1e-6 · scale).
+    nets: over the whole zoo (VGG-16, ResNet-50, ...; 4 plan kinds and 20
+    random plans each) the observed float32 errors stay below 2.1e-6 · scale,
+    a margin of about 50; float64 errors stay below 1e-14 · scale.
 
     Messages (the multiset of (src, dst, bytes) against
     :meth:`~iopopt.compiler.Program.messages`), weight bytes per device and per
@@ -493,6 +562,9 @@ def verify(
     max_rel = max_abs / scale if scale > 0 else max_abs
     if not max_abs <= tol:
         diff.append(f"output differs from the unsplit model: max abs err {max_abs:.3g} > tolerance {tol:.3g}")
+        if out.numel() and not bool(torch.isfinite(out).all()):
+            diff.append("the output has non-finite values: a staging buffer region no message filled (NaN) reached it")
+        diff.append(_first_divergence(problem, program, model, x, dtype, rtol, faults))
 
     # messages
     expected_msgs = Counter(program.messages())

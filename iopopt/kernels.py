@@ -207,18 +207,13 @@ def _rows(op: OpNode, x: Tensor | None, in_region: Region | None, out_rows: tupl
             e = -((-(i + 1) * h_in) // h_out)
             rows.append(pool(x[:, :, s - lo : e - lo], (1, w_out)))
         return torch.cat(rows, 2)
-    if pad_top or pad_bottom or x is None:
-        n, c, _, width = op.in_shapes[0]
+    if pad_top or pad_bottom:
+        # the virtual padding rows the clipped window lacks, made explicit
+        n, c, _, width = x.shape
         fill = -math.inf if op.kind == "maxpool" else 0.0
-        dtype = x.dtype if x is not None else next(iter(w.values())).dtype
-        pieces = []
-        if pad_top:
-            pieces.append(torch.full((n, c, pad_top, width), fill, dtype=dtype))
-        if x is not None:
-            pieces.append(x)
-        if pad_bottom:
-            pieces.append(torch.full((n, c, pad_bottom, width), fill, dtype=dtype))
-        x = torch.cat(pieces, 2)
+        top = torch.full((n, c, pad_top, width), fill, dtype=x.dtype)
+        bottom = torch.full((n, c, pad_bottom, width), fill, dtype=x.dtype)
+        x = torch.cat([top, x, bottom], 2)
     out = _window(op, x, w, row_padding=False)
     if out.shape[2] != b - a:
         raise KernelError(f"node {op.name!r}: computed {out.shape[2]} rows, expected {b - a}")
