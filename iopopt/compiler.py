@@ -161,7 +161,7 @@ def reshard(src: Dist, dst: Dist, dtype_bytes: int, network=None, blocks=None) -
         else:
             p1 = []
             for d, r in enumerate(dst.parts):
-                if r is None:
+                if r is None or r.is_empty():
                     continue
                 nb = r.elems(shape) * dtype_bytes
                 p1.extend(Transfer(e, d, r, nb) for e in holders if e != d)
@@ -326,7 +326,8 @@ class Tables:
                     parts.append(None)
                     continue
                 lo, hi, _, _ = halo_rows(op, r[0], r[1])
-                parts.append(Region(((0, shape[1]),), (lo, hi)) if hi > lo else None)
+                # hi == lo: the device's window is all padding; it needs no real row
+                parts.append(Region(((0, shape[1]),), (lo, hi)))
             got = Dist("S", tuple(parts), shape)
         elif strategy == "partial":
             got = Dist("P", (None,) * self.k, shape)

@@ -81,11 +81,20 @@ def to_plain(cfg) -> Any:
     """A resolved plain-python copy of a DictConfig/ListConfig (or the value itself)."""
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
+        from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
     except ImportError:  # pragma: no cover - omegaconf comes with hydra-core
         return cfg
-    if isinstance(cfg, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
+    if not isinstance(cfg, (DictConfig, ListConfig)):
+        return cfg
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", None) or "a key"
+        raise ConfigError(
+            f"{key} is required (it is ??? in its config); set it on the command line: {key}=..."
+        ) from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
 
 
 def _mapping(where: str, cfg) -> dict:
@@ -141,7 +150,7 @@ class ModelSpec:
 
     def key(self) -> str:
         """A stable string identifying the model and its settings."""
-        return json.dumps({"source": self.source, **self.settings}, sort_keys=True, default=str)
+        return json.dumps({"source": self.source, "name": self.name, **self.settings}, sort_keys=True, default=str)
 
 
 def _shape(where: str, value, length: int) -> tuple[int, ...]:

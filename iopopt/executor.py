@@ -209,6 +209,9 @@ class SimulatedExecutor:
                 r = dst.parts[d]
                 if r is not None and out[d] is None:
                     own = src.parts[d]
+                    if r.is_empty():  # a window wholly in the padding needs no real row
+                        out[d] = self._staging(shape, r, d=d, staging=staging, fill=math.nan)
+                        continue
                     if own is None or not own.contains(r):
                         raise RuntimeError(f"step {name!r}: device {d} needs {r} of {src_name!r} and receives nothing")
                     out[d] = self._staging(shape, r, d=d, staging=staging, fill=math.nan)

@@ -197,5 +197,9 @@ def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]
         k, s, p, dl = (op.params[x][0] for x in ("kernel", "stride", "padding", "dilation"))
         lo = out_lo * s - p
         hi = (out_hi - 1) * s - p + dl * (k - 1) + 1
-        return max(lo, 0), min(hi, h_in), max(0, -lo), max(0, hi - h_in)
+        # a window may lie wholly in the padding (e.g. a 1x1 conv with padding 2):
+        # then no real row is needed and every row of it is virtual
+        lo_c = min(max(lo, 0), h_in)
+        hi_c = max(min(hi, h_in), lo_c)
+        return lo_c, hi_c, max(0, min(hi, 0) - lo), max(0, hi - max(lo, h_in))
     return out_lo, out_hi, 0, 0

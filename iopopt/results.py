@@ -27,6 +27,7 @@ __all__ = [
     "per_op_timeline",
     "write_json_atomic",
     "write_jsonl_atomic",
+    "write_text_atomic",
     "json_safe",
 ]
 
@@ -62,6 +63,7 @@ RESULT_KEYS = (
 #: ``gap`` (the solver's own (objective − bound)/objective), ``memory_fits``,
 #: ``solver_extra`` (the solver's extra dict), ``error_type``, ``job`` (Hydra
 #: job number or null), ``overrides`` (the job's command-line overrides),
+#: ``torch_threads`` (torch's intra-op threads the job ran with),
 #: ``per_op`` (per-operator timeline, see :func:`per_op_timeline`, or null).
 EXTRA_KEYS = (
     "instance",
@@ -80,6 +82,7 @@ EXTRA_KEYS = (
     "error_type",
     "job",
     "overrides",
+    "torch_threads",
     "per_op",
 )
 #: Keys of the ``verify`` entry (``weights_match`` in addition to §9's four).
@@ -107,7 +110,7 @@ def json_safe(value: Any) -> Any:
 def _base(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any] | None = None) -> dict:
     rec: dict[str, Any] = {key: None for key in RESULT_KEYS}
     rec.update({key: None for key in EXTRA_KEYS})
-    for key in ("model", "cluster", "network", "solver", "instance", "study", "job", "overrides"):
+    for key in ("model", "cluster", "network", "solver", "instance", "study", "job", "overrides", "torch_threads"):
         rec[key] = names.get(key)
     if problem is not None:
         net = problem.network
@@ -221,16 +224,18 @@ def error_record(names: Mapping[str, Any], exc: BaseException, problem=None, par
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same directory, then rename)."""
     path = Path(path)
-    return _write_atomic(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    return write_text_atomic(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records) -> Path:
     """Write one JSON object per line to ``path`` atomically."""
     text = "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records)
-    return _write_atomic(Path(path), text)
+    return write_text_atomic(path, text)
 
 
-def _write_atomic(path: Path, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: a reader sees the old file or the whole new one, never a part."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

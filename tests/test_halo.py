@@ -68,3 +68,24 @@ def test_adaptive_pool_rows(h, ho):
     for i in range(ho):
         lo, hi, _, _ = halo_rows(op, i, i + 1)
         torch.testing.assert_close(F.adaptive_avg_pool2d(x[:, :, lo:hi], (1, 2)), full[:, :, i : i + 1])
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+@pytest.mark.parametrize("first", ["rows", "ic"])
+def test_windows_wholly_in_padding_execute(k, first):
+    """A 1x1 conv with padding 2 gives some devices output rows whose window is all padding."""
+    import iopopt
+    from iopopt.network import SharedNetwork
+
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 1, padding=2),
+        torch.nn.Conv2d(3, 4, 3, padding=3, dilation=2),
+        torch.nn.MaxPool2d(3, stride=1, padding=1),
+    ).eval()
+    g = iopopt.trace(m, (1, 2, 4, 6))
+    problem = iopopt.Problem(g, iopopt.Cluster.homogeneous(k, 1e9), SharedNetwork(1e6))
+    convs = [op.name for op in g if op.kind == "conv"]
+    plan = problem.plan({convs[0]: first}, default="rows")
+    report = iopopt.verify(problem, plan, m)
+    assert report.passed, report.diff
+    assert all(t.nbytes > 0 for t in iopopt.compile_plan(problem, plan).steps[2].inputs[0].transfers)

@@ -1,0 +1,297 @@
+"""The Hydra application: ``iopopt`` and ``python -m iopopt``.
+
+One job = one solver on one instance (``study: single``), or one solver on a
+list of instances (``study: gap``, the greedy-gap study; one record per
+instance in ``instances.jsonl``). Every job writes ``result.json`` into its
+Hydra output directory; a job whose solver or verification raises is recorded
+with ``termination: error`` and the sweep goes on. Configuration mistakes exit
+with status 2 and one line on stderr.
+
+Examples
+--------
+``iopopt model=resnet18 cluster=rpi4_x4 network=wifi_50mbps solver=greedy_iop verify=true``
+
+``iopopt -m experiment=paper``
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .configs import (
+    ConfigError,
+    ModelSpec,
+    build_cluster,
+    build_model,
+    build_network,
+    build_solver,
+    check_top_level,
+    gap_instances,
+    instance_key,
+    model_spec,
+)
+from .results import (
+    INSTANCES_FILE,
+    RESULT_FILE,
+    error_record,
+    per_op_timeline,
+    solved_record,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from .solver import CONF_DIR
+
+__all__ = ["main", "run", "JobContext", "solve_instance", "load_graph"]
+
+log = logging.getLogger("iopopt")
+
+#: Rewrite ``instances.jsonl`` after this many instances, so a killed study keeps its records.
+_FLUSH_EVERY = 10
+_GRAPH_CACHE: OrderedDict = OrderedDict()
+_GRAPH_CACHE_SIZE = 8
+
+
+@dataclass
+class JobContext:
+    """Where a job writes and what Hydra chose for it (no Hydra objects, so tests can build one)."""
+
+    output_dir: Path
+    choices: Mapping[str, str] = field(default_factory=dict)
+    multirun: bool = False
+    parallel: bool = False
+    job: int | None = None
+    overrides: tuple[str, ...] = ()
+
+    @classmethod
+    def from_hydra(cls) -> "JobContext":
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
+        launcher = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
+        return cls(
+            output_dir=Path(hc.runtime.output_dir),
+            choices={k: v for k, v in hc.runtime.choices.items() if v is not None},
+            multirun=multirun,
+            parallel=multirun and not launcher.endswith("BasicLauncher"),
+            job=OmegaConf.select(hc, "job.num", default=None) if multirun else None,
+            overrides=tuple(hc.overrides.task),
+        )
+
+
+def _set_threads(threads, ctx: JobContext) -> None:
+    import torch
+
+    if threads == "auto":
+        threads = 1 if ctx.parallel else None  # parallel jobs must not oversubscribe the cores
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def load_graph(spec: ModelSpec, dtype_bytes: int = 4):
+    """``(module, OpGraph)`` of a model spec; zoo and custom models are cached per process.
+
+    Hydra's basic launcher (and each joblib worker) runs many jobs in one
+    process, so the paper sweep builds and traces each model once per process.
+    """
+    from .graph import trace
+
+    key = (spec.key(), dtype_bytes)
+    if key in _GRAPH_CACHE:
+        _GRAPH_CACHE.move_to_end(key)
+        return _GRAPH_CACHE[key]
+    module, shape = build_model(spec)
+    graph = trace(module, shape, dtype_bytes=dtype_bytes, name=spec.name)
+    if spec.source != "synthetic":  # synthetic graphs are cheap and rarely reused
+        _GRAPH_CACHE[key] = (module, graph)
+        while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
+            _GRAPH_CACHE.popitem(last=False)
+    return module, graph
+
+
+def _verify(problem, plan, module) -> dict:
+    import torch
+
+    from . import verify
+
+    rep = verify(problem, plan, module, dtype=torch.float64)
+    return {
+        "passed": bool(rep.passed),
+        "max_abs_err": float(rep.max_abs_err),
+        "messages_match": bool(rep.messages_match),
+        "weights_match": bool(rep.weights_match),
+        "memory_match": bool(rep.memory_match),
+    }
+
+
+def solve_instance(
+    names: Mapping[str, Any],
+    problem,
+    solver,
+    module=None,
+    verify: bool = False,
+    save_per_op: bool = True,
+) -> dict:
+    """Solve, cost and optionally verify one problem; always returns a record (errors included)."""
+    from .compiler import compile_plan
+    from .cost import evaluate_program
+
+    try:
+        result = solver.solve(problem)
+    except Exception as exc:  # a failing solver is a result, not a crash of the sweep
+        log.error("%s failed on %s: %s: %s", names.get("solver"), names.get("instance"), type(exc).__name__, exc)
+        return error_record(names, exc, problem)
+    rec = None
+    try:
+        report = per_op = None
+        if result.plan is not None:
+            program = compile_plan(problem, result.plan)
+            report = evaluate_program(program)
+            per_op = per_op_timeline(program) if save_per_op else None
+        rec = solved_record(names, problem, result, report, per_op=per_op)
+        if verify and result.plan is not None:
+            rec["verify"] = _verify(problem, result.plan, module)
+            if not rec["verify"]["passed"]:
+                log.error("verification FAILED for %s with %s: %s", names.get("instance"), names.get("solver"),
+                          rec["verify"])
+        return rec
+    except Exception as exc:
+        log.error("%s on %s: %s: %s", names.get("solver"), names.get("instance"), type(exc).__name__, exc)
+        return error_record(names, exc, problem, partial=rec)
+
+
+def _names(cfg, ctx: JobContext, solver, study: str) -> dict:
+    import torch
+
+    cluster_name = OmegaConf.select(cfg, "cluster.name") or ctx.choices.get("cluster", "")
+    network_name = OmegaConf.select(cfg, "network.name") or ctx.choices.get("network", "")
+    return {
+        "cluster": cluster_name,
+        "network": network_name,
+        "solver": ctx.choices.get("solver") or solver.name,
+        "study": study,
+        "job": ctx.job,
+        "overrides": list(ctx.overrides),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _one(spec: ModelSpec, base: dict, cfg, cluster, network, solver, settings, save_per_op: bool) -> dict:
+    from .problem import Problem
+
+    names = dict(base, model=spec.name, instance=instance_key(spec, cfg.cluster, cfg.network, settings["dtype_bytes"]))
+    try:
+        module, graph = load_graph(spec, settings["dtype_bytes"])
+        problem = Problem(graph, cluster, network, name=names["instance"])
+    except ConfigError:
+        raise
+    except Exception as exc:  # e.g. UnsupportedOperator while tracing
+        log.error("building %s failed: %s: %s", spec.name, type(exc).__name__, exc)
+        return error_record(names, exc)
+    return solve_instance(names, problem, solver, module, settings["verify"], save_per_op)
+
+
+def run(cfg: DictConfig, ctx: JobContext) -> dict:
+    """Run one job of the application; returns the record written to ``result.json``.
+
+    Raises :class:`~iopopt.configs.ConfigError` for configuration mistakes;
+    every other failure is recorded in ``result.json``.
+    """
+    settings = check_top_level(cfg)
+    settings.setdefault("dtype_bytes", 4)
+    settings.setdefault("verify", False)
+    _set_threads(settings.get("threads", "auto"), ctx)
+    cluster = build_cluster(cfg.cluster)
+    network = build_network(cfg.network)
+    solver = build_solver(cfg.solver)
+    study = settings.get("study", "single")
+    base = _names(cfg, ctx, solver, study)
+    out = Path(ctx.output_dir)
+    started = time.perf_counter()
+    if study == "single":
+        spec = model_spec(cfg.model)
+        rec = _one(spec, base, cfg, cluster, network, solver, settings, settings.get("save_per_op", True))
+        path = write_json_atomic(out / RESULT_FILE, rec)
+        _log_record(rec, path, time.perf_counter() - started)
+        return rec
+    return _run_gap(cfg, base, cluster, network, solver, settings, out, started)
+
+
+def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: float) -> dict:
+    from tqdm import tqdm
+
+    specs = gap_instances(cfg.gap)
+    save_per_op = bool(OmegaConf.select(cfg, "gap.save_per_op", default=False))
+    records = []
+    label = f"gap {base['solver']} {base['cluster']} {base['network']}"
+    for i, spec in enumerate(tqdm(specs, desc=label, unit="inst", file=sys.stderr, mininterval=1.0), 1):
+        records.append(_one(spec, base, cfg, cluster, network, solver, settings, save_per_op))
+        if i % _FLUSH_EVERY == 0:
+            write_jsonl_atomic(out / INSTANCES_FILE, records)
+    jsonl = write_jsonl_atomic(out / INSTANCES_FILE, records)
+    terminations = Counter(r["termination"] for r in records)
+    latencies = [r["latency_s"] for r in records if r["latency_s"] is not None]
+    summary = error_record(base, RuntimeError("no instance succeeded")) if not latencies else None
+    if summary is None:
+        from .results import RESULT_KEYS, EXTRA_KEYS
+
+        summary = {key: None for key in RESULT_KEYS + EXTRA_KEYS}
+        summary.update(base, termination="completed", solver_time_s=sum(r["solver_time_s"] or 0 for r in records))
+        summary["latency_s"] = sum(latencies) / len(latencies)  # mean over instances, for a sweeper
+    summary.update(
+        model=f"gap study ({len(records)} instances)",
+        n_instances=len(records),
+        terminations=dict(terminations),
+        instances_file=INSTANCES_FILE,
+    )
+    path = write_json_atomic(out / RESULT_FILE, summary)
+    log.info(
+        "gap study: %d instances with %s in %.1f s (%s); records: %s; summary: %s",
+        len(records), base["solver"], time.perf_counter() - started,
+        ", ".join(f"{k}={v}" for k, v in sorted(terminations.items())), jsonl, path,
+    )
+    return summary
+
+
+def _log_record(rec: dict, path: Path, seconds: float) -> None:
+    what = f"{rec['model']} on {rec['cluster']}/{rec['network']} with {rec['solver']}"
+    if rec["termination"] == "error":
+        log.error("%s: error: %s", what, rec["error"])
+    elif rec["latency_s"] is None:
+        log.info("%s: %s, no plan", what, rec["termination"])
+    else:
+        lb = rec["lower_bound_s"]
+        log.info(
+            "%s: %s, latency %.3f ms (compute %.3f, comm %.3f; lower bound %.3f), %d messages, "
+            "peak memory %.1f MB%s",
+            what, rec["termination"], rec["latency_s"] * 1e3, rec["compute_s"] * 1e3, rec["comm_s"] * 1e3,
+            (lb or 0) * 1e3, rec["messages"], rec["peak_memory_bytes"] / 1e6,
+            "" if rec["verify"] is None else f", verify passed={rec['verify']['passed']}",
+        )
+    log.info("result written to %s (job took %.1f s)", path, seconds)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Entry point of the ``iopopt`` console script and ``python -m iopopt``."""
+    ctx = JobContext.from_hydra()
+    try:
+        rec = run(cfg, ctx)
+    except ConfigError as exc:
+        print(f"iopopt: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if rec["termination"] == "error" and not ctx.multirun:
+        sys.exit(1)  # a failed single run is a failed command; in a sweep the others go on
+    # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
+    return rec["latency_s"] if rec["latency_s"] is not None else math.nan

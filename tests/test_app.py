@@ -1,0 +1,463 @@
+"""Tests of the Hydra application, the result records and the sweep report.
+
+Every config of every group is composed with Hydra's compose API and turned
+into real objects; runs go through the same ``run`` function the CLI calls;
+the CLI itself is run in subprocesses for the exit codes and messages of bad
+configurations; one small multirun runs in-process, and the slow tests run
+whole sweeps from the console script.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import iopopt
+from iopopt import configs
+from iopopt.app import JobContext, run
+from iopopt.cluster import Cluster
+from iopopt.network import NetworkModel
+from iopopt.results import (
+    INSTANCES_FILE,
+    RESULT_FILE,
+    RESULT_KEYS,
+    VERIFY_KEYS,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from iopopt.solver import CONF_DIR, Solver
+
+REPO = CONF_DIR.parent
+PYTHON = sys.executable
+GROUPS = ("model", "cluster", "network", "solver", "experiment")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def compose_cfg(*overrides: str, hydra_cfg: bool = False):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_cfg)
+
+
+def run_in(tmp_path: Path, *overrides: str, choices: dict | None = None) -> dict:
+    cfg = compose_cfg(*overrides)
+    rec = run(cfg, JobContext(output_dir=tmp_path, choices=choices or {}))
+    on_disk = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert on_disk == json.loads(json.dumps(rec))
+    return on_disk
+
+
+# -- every config composes and instantiates -------------------------------------------------
+
+
+def test_every_group_has_options():
+    for group in GROUPS:
+        assert options(group), f"conf/{group}/ is empty"
+    assert {"rpi4_x2", "rpi4_x3", "rpi4_x4", "rpi4_x6", "rpi4_x8", "hetero_4"} <= set(options("cluster"))
+    assert {"wifi_10mbps", "wifi_50mbps", "wifi_100mbps", "ethernet_1g"} <= set(options("network"))
+    assert set(iopopt.zoo.names()) | {"custom", "synthetic"} <= set(options("model"))
+    assert {"paper", "gap", "scaling", "hetero"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("name", [n for n in options("model") if n != "custom"])
+def test_every_model_config_builds_and_traces(name):
+    cfg = compose_cfg(f"model={name}")
+    spec = configs.model_spec(cfg.model)
+    module, shape = configs.build_model(spec)
+    graph = iopopt.trace(module, shape)
+    assert len(graph) > 3 and graph.total_flops > 0
+
+
+def test_custom_model_config_builds():
+    cfg = compose_cfg(
+        "model=custom", "model.target=iopopt.zoo.TinyChain", "+model.kwargs.num_classes=10",
+        "model.input_shape=[1,3,32,32]",
+    )
+    module, shape = configs.build_model(configs.model_spec(cfg.model))
+    assert shape == (1, 3, 32, 32)
+    assert iopopt.trace(module, shape)["output"].out_shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", options("cluster"))
+def test_every_cluster_config_instantiates(name):
+    cluster = configs.build_cluster(compose_cfg(f"cluster={name}").cluster)
+    assert isinstance(cluster, Cluster) and cluster.name == name
+    text = (CONF_DIR / "cluster" / f"{name}.yaml").read_text()
+    assert "ASSUMPTION" in text, "device presets must say their numbers are assumptions"
+
+
+@pytest.mark.parametrize("name", options("network"))
+def test_every_network_config_instantiates(name):
+    net = configs.build_network(compose_cfg(f"network={name}").network)
+    assert isinstance(net, NetworkModel) and net.bandwidth_bytes_per_s > 0
+    assert "ASSUMPTION" in (CONF_DIR / "network" / f"{name}.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", options("solver"))
+def test_every_solver_config_instantiates(name):
+    solver = configs.build_solver(compose_cfg(f"solver={name}").solver)
+    assert isinstance(solver, Solver)
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_composes_with_a_sweep(name):
+    first = (CONF_DIR / "experiment" / f"{name}.yaml").read_text().splitlines()[0]
+    assert first == "# @package _global_"
+    cfg = compose_cfg(f"experiment={name}", hydra_cfg=True)
+    params = cfg.hydra.sweeper.params
+    assert params, f"experiment {name} sweeps nothing"
+    for group in ("model", "cluster", "network", "solver"):
+        if group in params:
+            for option in str(params[group]).split(","):
+                assert option in options(group), f"{name}: {group}={option} does not exist"
+    configs.check_top_level(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+
+
+def test_slurm_launcher_preset_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="optional extra .[slurm] is not installed")
+    cfg = compose_cfg("experiment=gap", "hydra/launcher=slurm", hydra_cfg=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.cpus_per_task >= 1 and cfg.hydra.launcher.timeout_min > 0
+
+
+def test_paper_experiment_sweeps_the_papers_grid():
+    params = compose_cfg("experiment=paper", hydra_cfg=True).hydra.sweeper.params
+    assert set(params.model.split(",")) == {"alexnet", "vgg16", "resnet18"}
+    assert set(params.cluster.split(",")) == {"rpi4_x2", "rpi4_x3", "rpi4_x4"}
+    assert set(params.solver.split(",")) == {"single", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"}
+
+
+def test_gap_experiment_has_enough_synthetic_instances():
+    cfg = compose_cfg("experiment=gap", hydra_cfg=True)
+    specs = configs.gap_instances(cfg.gap)
+    synthetic = [s for s in specs if s.source == "synthetic"]
+    p = cfg.hydra.sweeper.params
+    combos = len(p.cluster.split(",")) * len(p.network.split(","))
+    assert len(synthetic) * combos >= 200
+    assert set(p.solver.split(",")) >= {"greedy_iop", "ilp"}
+    # every job of the sweep sees the same instances, so the report can pair them
+    assert [s.key() for s in configs.gap_instances(cfg.gap)] == [s.key() for s in specs]
+
+
+# -- result.json -------------------------------------------------------------------------
+
+
+def test_result_json_has_the_design_keys(tmp_path):
+    rec = run_in(tmp_path, "model=tiny_residual", "solver=greedy_iop", "network=ethernet_1g",
+                 choices={"solver": "greedy_iop"})
+    assert set(RESULT_KEYS) <= set(rec)
+    assert rec["model"] == "tiny_residual" and rec["cluster"] == "rpi4_x4" and rec["network"] == "ethernet_1g"
+    assert rec["solver"] == "greedy_iop" and rec["termination"] == "completed" and rec["error"] is None
+    assert rec["verify"] is None
+    assert math.isclose(rec["latency_s"], rec["compute_s"] + rec["comm_s"])
+    assert math.isclose(rec["objective"], rec["latency_s"])
+    assert rec["peak_memory_bytes"] == max(d["peak_bytes"] for d in rec["per_device"])
+    for d in rec["per_device"]:
+        assert set(d) == {"name", "weights_bytes", "activation_peak_bytes", "peak_bytes"}
+        assert d["peak_bytes"] == d["weights_bytes"] + d["activation_peak_bytes"]
+    assert len(rec["per_device"]) == rec["k"] == 4
+    assert rec["lower_bound_s"] <= rec["latency_s"]
+    assert len(rec["strategies"]) == rec["n_nodes"]
+    # the per-op timeline adds up to the latency, independently of the cost report
+    total = sum(op["comm_s"] + op["compute_s"] for op in rec["per_op"])
+    assert math.isclose(total, rec["latency_s"], rel_tol=1e-12)
+    for op in rec["per_op"]:
+        assert math.isclose(op["compute_s"], max(op["device_compute_s"]), rel_tol=1e-12, abs_tol=1e-15)
+    # instance key: same for another solver on the same instance, different for another network
+    other = run_in(tmp_path / "b", "model=tiny_residual", "solver=coedge", "network=ethernet_1g")
+    assert other["instance"] == rec["instance"] and other["solver"] == "coedge"
+    assert run_in(tmp_path / "c", "model=tiny_residual", "network=wifi_10mbps")["instance"] != rec["instance"]
+
+
+def test_result_json_with_verify(tmp_path):
+    rec = run_in(tmp_path, "model=tiny_chain", "solver=greedy_iop", "verify=true")
+    assert set(rec["verify"]) == set(VERIFY_KEYS)
+    assert rec["verify"]["passed"] is True and rec["verify"]["messages_match"] is True
+    assert rec["verify"]["memory_match"] is True and rec["verify"]["max_abs_err"] < 1e-9
+
+
+def test_solver_error_is_recorded_not_raised(tmp_path):
+    rec = run_in(tmp_path, "model=alexnet", "solver=brute", choices={"solver": "brute"})
+    assert rec["termination"] == "error" and "max_plans" in rec["error"]
+    assert rec["solver"] == "brute" and rec["latency_s"] is None
+    assert set(RESULT_KEYS) <= set(rec) and rec["lower_bound_s"] > 0
+
+
+def test_verification_error_is_recorded_with_the_figures(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("executor exploded")
+
+    monkeypatch.setattr(iopopt.app, "_verify", broken)
+    rec = run_in(tmp_path, "model=tiny_chain", "solver=coedge", "verify=true")
+    assert rec["termination"] == "error" and rec["error"] == "RuntimeError: executor exploded"
+    assert rec["latency_s"] > 0 and rec["per_device"]  # what was computed before the failure is kept
+
+
+def test_trace_error_is_recorded(tmp_path):
+    # a module fx cannot partition: a grouped (not depthwise) convolution
+    rec = run_in(tmp_path, "model=custom", "model.target=torch.nn.Conv2d",
+                 "+model.kwargs={in_channels: 4, out_channels: 4, kernel_size: 3, groups: 2}",
+                 "model.input_shape=[1,4,8,8]")
+    assert rec["termination"] == "error" and "UnsupportedOperator" in rec["error"]
+
+
+def test_gap_study_writes_one_record_per_instance(tmp_path):
+    cfg = compose_cfg("study=gap", "solver=greedy_iop", "gap.zoo=[tiny_chain]", "gap.synthetic.count=3")
+    summary = run(cfg, JobContext(output_dir=tmp_path, choices={"solver": "greedy_iop"}))
+    lines = (tmp_path / INSTANCES_FILE).read_text().splitlines()
+    records = [json.loads(x) for x in lines]
+    assert len(records) == 4 == summary["n_instances"]
+    assert [r["model"] for r in records][0] == "tiny_chain"
+    assert all(set(RESULT_KEYS) <= set(r) and r["solver"] == "greedy_iop" for r in records)
+    assert len({r["instance"] for r in records}) == 4
+    assert json.loads((tmp_path / RESULT_FILE).read_text())["instances_file"] == INSTANCES_FILE
+
+
+# -- atomic writes -----------------------------------------------------------------------------
+
+
+def test_write_json_atomic_replaces_whole_file_and_cleans_up(tmp_path, monkeypatch):
+    path = tmp_path / "result.json"
+    write_json_atomic(path, {"a": 1, "nan": float("nan"), "inf": float("inf"), "t": (1, 2)})
+    assert json.loads(path.read_text()) == {"a": 1, "nan": None, "inf": None, "t": [1, 2]}
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text())["a"] == 1  # the old file is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no temporary left behind
+
+
+def test_write_jsonl_atomic(tmp_path):
+    path = write_jsonl_atomic(tmp_path / "x.jsonl", [{"a": 1}, {"b": float("nan")}])
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [{"a": 1}, {"b": None}]
+
+
+# -- bad configurations ------------------------------------------------------------------
+
+
+BAD_CONFIGS = {
+    "misspelt-model-key": (["model=synthetic", "+model.n_layer=3"], ["model.n_layer", "valid keys", "n_layers"]),
+    "misspelt-top-key": (["+verfy=true"], ["config.verfy", "valid keys", "verify"]),
+    "misspelt-device-key": (["+cluster.devices.0.flops=1"], ["cluster.devices[0].flops", "flops_per_s"]),
+    "misspelt-solver-key": (["solver=greedy_iop", "+solver.recompte=false"], ["solver.recompte", "recompute"]),
+    "zero-bandwidth": (["network.bandwidth_bytes_per_s=0"], ["network.bandwidth_bytes_per_s", "> 0", "got 0"]),
+    "negative-bandwidth": (["network=ethernet_1g", "network.bandwidth_bytes_per_s=-5e6"],
+                           ["network.bandwidth_bytes_per_s", "-5000000"]),
+    "target-not-importable": (["model=custom", "model.target=nosuch_pkg.models.net"],
+                              ["model.target", "nosuch_pkg.models.net", "does not import"]),
+    "target-missing-attribute": (["model=custom", "model.target=iopopt.zoo.NoSuchNet"],
+                                 ["iopopt.zoo.NoSuchNet", "no attribute"]),
+    "target-not-module": (["model=custom", "model.target=builtins.dict"],
+                          ["builtins.dict", "returned dict", "nn.Module"]),
+    "target-unset": (["model=custom"], ["model.target", "required"]),
+    "bad-split": (["cluster.split=fair"], ["cluster.split", "proportional", "equal", "fair"]),
+    "bad-study": (["study=gapp"], ["study", "single", "gap", "gapp"]),
+    "bad-zoo-name": (["model.name=alexnett"], ["alexnett", "alexnet", "vgg16"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_raises_one_clear_message(tmp_path, case):
+    overrides, needles = BAD_CONFIGS[case]
+    with pytest.raises(configs.ConfigError) as info:
+        run(compose_cfg(*overrides), JobContext(output_dir=tmp_path))
+    msg = str(info.value)
+    assert isinstance(info.value, configs.ConfigError)
+    assert "\n" not in msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+    assert not (tmp_path / RESULT_FILE).exists()
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run(
+        [PYTHON, "-m", "iopopt", *args], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    "case", ["misspelt-model-key", "negative-bandwidth", "target-not-importable", "target-not-module"]
+)
+def test_bad_config_cli_exits_2_with_one_line(tmp_path, case):
+    overrides, needles = BAD_CONFIGS[case]
+    proc = cli(tmp_path, *overrides)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("iopopt: configuration error:")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_unknown_group_option_is_reported_by_hydra(tmp_path):
+    proc = cli(tmp_path, "model=alexnett")
+    assert proc.returncode != 0
+    assert "alexnett" in proc.stderr and "alexnet" in proc.stderr and "Available options" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_single_run_writes_under_outputs_runs(tmp_path):
+    proc = cli(tmp_path, "model=tiny_chain", "solver=coedge", "network=ethernet_1g")
+    assert proc.returncode == 0, proc.stderr
+    results = list((tmp_path / "outputs" / "runs").glob("*/result.json"))
+    assert len(results) == 1
+    assert str(results[0]) in proc.stdout + proc.stderr  # the log says where the result went
+    assert json.loads(results[0].read_text())["termination"] == "completed"
+
+
+def test_failed_single_run_exits_1_after_recording(tmp_path):
+    proc = cli(tmp_path, "model=tiny_residual", "solver=brute")
+    assert proc.returncode == 1
+    (result,) = (tmp_path / "outputs" / "runs").glob("*/result.json")
+    assert json.loads(result.read_text())["termination"] == "error"
+
+
+# -- sweeps and the report ---------------------------------------------------------------
+
+
+def test_small_multirun_in_process(tmp_path, monkeypatch, capsys):
+    sweep = tmp_path / "sweep"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [
+        "iopopt", "-m", "model=tiny_chain,tiny_residual", "solver=coedge,greedy_iop,ilp,brute",
+        "network=ethernet_1g", "cluster=rpi4_x2", f"hydra.sweep.dir={sweep}",
+        "hydra.callbacks.report.max_timelines=2",
+    ])
+    GlobalHydra.instance().clear()
+    try:
+        iopopt.app.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert (sweep / "multirun.yaml").exists()
+    assert len(list(sweep.glob("*/result.json"))) == 8
+    df = pd.read_csv(sweep / "summary.csv")
+    assert len(df) == 8
+    assert set(df["solver"]) == {"coedge", "greedy_iop", "ilp", "brute"}
+    ok = df[df["solver"] != "brute"]
+    assert (ok["termination"] != "error").all()
+    # ilp is the reference: its own ratio is 1 and nobody beats a proven optimum
+    ilp = df[df["solver"] == "ilp"]
+    assert (ilp["termination"] == "optimal").all() and (ilp["ratio_to_ref"] == 1.0).all()
+    assert (ok["ratio_to_ref"] >= 1 - 1e-9).all()
+    assert (ok["ratio_to_lb"] >= 1 - 1e-9).all()
+    md = (sweep / "summary.md").read_text()
+    assert "proven optimal on **2 of 2**" in md
+    assert "Paper comparison" not in md  # only for the paper's models
+    for png in ("latency_vs_bandwidth.png", "peak_memory.png", "greedy_gap_hist.png"):
+        assert (sweep / png).stat().st_size > 1000
+    assert len(list((sweep / "timelines").glob("*.png"))) == 2
+    assert "ilp proven optimal on 2 of 2 instances" in capsys.readouterr().out
+
+    # iopopt-report rebuilds the same summary from the result files
+    (sweep / "summary.csv").unlink()
+    from iopopt.report import main as report_main
+
+    assert report_main([str(sweep), "--no-plots", "-q"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(sweep / "summary.csv"), df)
+
+
+def test_report_marks_errors_and_pairs_by_instance(tmp_path):
+    base = {k: None for k in RESULT_KEYS}
+    recs = [
+        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="ilp", termination="optimal",
+             latency_s=1.0, lower_bound_s=0.5, peak_memory_bytes=10),
+        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="coedge", termination="completed",
+             latency_s=1.5, lower_bound_s=0.5, peak_memory_bytes=20),
+        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="greedy_iop", termination="completed",
+             latency_s=1.2, lower_bound_s=0.5, peak_memory_bytes=15),
+        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="brute", termination="error",
+             error="SolverError: too big", lower_bound_s=0.5),
+    ]
+    for i, r in enumerate(recs):
+        write_json_atomic(tmp_path / str(i) / RESULT_FILE, r)
+    from iopopt.report import build_report, gap_stats, load_records, summary_frame
+
+    df = summary_frame(load_records(tmp_path))
+    g = df.set_index("solver")
+    assert g.loc["greedy_iop", "ratio_to_ref"] == pytest.approx(1.2)
+    assert g.loc["greedy_iop", "ratio_to_lb"] == pytest.approx(2.4)
+    assert g.loc["greedy_iop", "speedup_vs_base"] == pytest.approx(1.25)
+    assert g.loc["greedy_iop", "peak_memory_reduction_vs_base"] == pytest.approx(0.25)
+    assert g.loc["brute", "termination"] == "error" and pd.isna(g.loc["brute", "ratio_to_ref"])
+    stats = gap_stats(df).set_index("solver")
+    assert stats.loc["greedy_iop", "max"] == pytest.approx(0.2) and stats.loc["greedy_iop", "share_optimal"] == 0
+    build_report(tmp_path, plots=False)
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Errors (1)" in md and "SolverError: too big" in md
+    assert "| alexnet | c | n | 500.000 | 1500.000 | 1200.000 | 1000.000 | error |" in md
+    assert "| 20.00% lower | 25.00% lower | 6.39–16.83% | 21.22–49.98% |" in md  # greedy vs coedge, the paper's
+    assert "Liu et al. 2024" in md
+
+
+def test_console_scripts_exist():
+    bindir = Path(PYTHON).parent
+    for name in ("iopopt", "iopopt-report"):
+        assert (bindir / name).exists(), f"{name} missing: run `pip install -e . --no-deps`"
+
+
+@pytest.mark.slow
+def test_glob_solver_sweep_records_failures_and_completes(tmp_path):
+    """`iopopt -m solver=glob(*) model=alexnet,resnet18`: refusing solvers are error rows, the rest complete."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [str(Path(PYTHON).parent / "iopopt"), "-m", "solver=glob(*)", "model=alexnet,resnet18",
+         f"hydra.sweep.dir={sweep}", "hydra.callbacks.report.max_timelines=0"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(sweep / "summary.csv")
+    assert set(df["solver"]) == set(options("solver"))
+    assert len(df) == 2 * len(options("solver"))
+    errors = df[df["termination"] == "error"]
+    assert set(errors["solver"]) <= {"brute", "dp"}  # brute refuses big graphs, dp refuses DAGs
+    assert "brute" in set(errors["solver"])
+    assert (df[df["termination"] != "error"]["latency_s"] > 0).all()
+    assert "| error" in (sweep / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_joblib_launcher_sweep_uses_one_thread_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [str(Path(PYTHON).parent / "iopopt"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "model=tiny_chain,tiny_residual", "solver=coedge,greedy_iop", f"hydra.sweep.dir={sweep}",
+         "hydra.callbacks.report.plots=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/result.json")]
+    assert len(records) == 4 and all(r["torch_threads"] == 1 for r in records)
+    assert len(pd.read_csv(sweep / "summary.csv")) == 4
+
+
+@pytest.mark.slow
+def test_paper_experiment_end_to_end(tmp_path):
+    sweep = tmp_path / "paper"
+    proc = subprocess.run(
+        [str(Path(PYTHON).parent / "iopopt"), "-m", "experiment=paper", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    df = pd.read_csv(sweep / "summary.csv")
+    assert len(df) == 3 * 3 * 2 * 6 and (df["termination"] != "error").all()
+    assert (df[df["solver"] == "ilp"]["termination"] == "optimal").all()
+    assert "Liu et al. 2024" in proc.stdout and "greedy_iop latency vs coedge" in proc.stdout
