@@ -117,8 +117,8 @@ class Program:
 # -- resharding -------------------------------------------------------------------
 
 
-def _even_blocks(n: int, k: int) -> tuple[tuple[tuple[int, int], ...], ...]:
-    counts = split_counts(n, [1.0] * k)
+def _blocks(counts) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Consecutive intervals of the given sizes, one per device (empty for a zero count)."""
     out, start = [], 0
     for c in counts:
         out.append(((start, start + c),) if c else ())
@@ -147,7 +147,7 @@ def reshard(src: Dist, dst: Dist, dtype_bytes: int, network=None, blocks=None) -
         holders = src.holders()
         if dst.kind == "R":
             if blocks is None:
-                blocks = _even_blocks(shape[1], k)
+                blocks = _blocks(split_counts(shape[1], [1.0] * k))
             rows = (0, shape[2]) if len(shape) == 4 else None
             regions = [Region(b, rows) if b else None for b in blocks]
             p1, p2 = [], []
@@ -215,12 +215,7 @@ class Tables:
 
     # canonical splits, fixed per tensor ---------------------------------------------
     def _fresh(self, n: int) -> tuple:
-        counts = self.problem.cluster.counts(n)
-        out, start = [], 0
-        for c in counts:
-            out.append(((start, start + c),) if c else ())
-            start += c
-        return tuple(out)
+        return _blocks(self.problem.cluster.counts(n))
 
     def canon_c(self, name: str) -> tuple:
         """Per-device channel intervals of node ``name``'s output under a channel split."""
