@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 from .graph import OpNode
 
@@ -57,8 +58,10 @@ class Region:
     ch: Intervals
     rows: tuple[int, int] | None = None
 
-    @property
+    @cached_property
     def n_ch(self) -> int:
+        if len(self.ch) == 1:
+            return self.ch[0][1] - self.ch[0][0]
         return sum(b - a for a, b in self.ch)
 
     @property
