@@ -16,8 +16,11 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
+import os
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -29,12 +32,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from .configs import (
+    GROUPS,
     ConfigError,
     ModelSpec,
     build_cluster,
     build_model,
     build_network,
     build_solver,
+    check_overrides,
     check_top_level,
     gap_instances,
     instance_key,
@@ -43,6 +48,7 @@ from .configs import (
 from .results import (
     INSTANCES_FILE,
     RESULT_FILE,
+    display_path,
     error_record,
     per_op_timeline,
     solved_record,
@@ -55,6 +61,8 @@ __all__ = ["main", "run", "JobContext", "solve_instance", "load_graph"]
 
 log = logging.getLogger("iopopt")
 
+#: Environment variable through which the sweep callback tells the jobs how many there are.
+SWEEP_JOBS_ENV = "IOPOPT_SWEEP_JOBS"
 #: Rewrite ``instances.jsonl`` after this many instances, so a killed study keeps its records.
 _FLUSH_EVERY = 10
 _GRAPH_CACHE: OrderedDict = OrderedDict()
@@ -150,7 +158,7 @@ def solve_instance(
     try:
         result = solver.solve(problem)
     except Exception as exc:  # a failing solver is a result, not a crash of the sweep
-        log.error("%s failed on %s: %s: %s", names.get("solver"), names.get("instance"), type(exc).__name__, exc)
+        log.debug("%s failed on %s", names.get("solver"), names.get("instance"), exc_info=True)
         return error_record(names, exc, problem)
     rec = None
     try:
@@ -162,12 +170,9 @@ def solve_instance(
         rec = solved_record(names, problem, result, report, per_op=per_op)
         if verify and result.plan is not None:
             rec["verify"] = _verify(problem, result.plan, module)
-            if not rec["verify"]["passed"]:
-                log.error("verification FAILED for %s with %s: %s", names.get("instance"), names.get("solver"),
-                          rec["verify"])
         return rec
     except Exception as exc:
-        log.error("%s on %s: %s: %s", names.get("solver"), names.get("instance"), type(exc).__name__, exc)
+        log.debug("%s on %s", names.get("solver"), names.get("instance"), exc_info=True)
         return error_record(names, exc, problem, partial=rec)
 
 
@@ -197,7 +202,7 @@ def _one(spec: ModelSpec, base: dict, cfg, cluster, network, solver, settings, s
     except ConfigError:
         raise
     except Exception as exc:  # e.g. UnsupportedOperator while tracing
-        log.error("building %s failed: %s: %s", spec.name, type(exc).__name__, exc)
+        log.debug("building %s failed", spec.name, exc_info=True)
         return error_record(names, exc)
     return solve_instance(names, problem, solver, module, settings["verify"], save_per_op)
 
@@ -208,6 +213,7 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
     Raises :class:`~iopopt.configs.ConfigError` for configuration mistakes;
     every other failure is recorded in ``result.json``.
     """
+    started = time.perf_counter()  # the whole job: config, model build/trace, solve, cost, verify
     settings = check_top_level(cfg)
     settings.setdefault("dtype_bytes", 4)
     settings.setdefault("verify", False)
@@ -218,17 +224,17 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
     study = settings.get("study", "single")
     base = _names(cfg, ctx, solver, study)
     out = Path(ctx.output_dir)
-    started = time.perf_counter()
     if study == "single":
         spec = model_spec(cfg.model)
         rec = _one(spec, base, cfg, cluster, network, solver, settings, settings.get("save_per_op", True))
+        rec["job_time_s"] = time.perf_counter() - started
         path = write_json_atomic(out / RESULT_FILE, rec)
-        _log_record(rec, path, time.perf_counter() - started)
+        _log_record(rec, path, ctx)
         return rec
-    return _run_gap(cfg, base, cluster, network, solver, settings, out, started)
+    return _run_gap(cfg, base, cluster, network, solver, settings, out, started, ctx)
 
 
-def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: float) -> dict:
+def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: float, ctx: JobContext) -> dict:
     from tqdm import tqdm
 
     specs = gap_instances(cfg.gap)
@@ -236,7 +242,11 @@ def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: 
     records = []
     label = f"gap {base['solver']} {base['cluster']} {base['network']}"
     for i, spec in enumerate(tqdm(specs, desc=label, unit="inst", file=sys.stderr, mininterval=1.0), 1):
-        records.append(_one(spec, base, cfg, cluster, network, solver, settings, save_per_op))
+        rec = _one(spec, base, cfg, cluster, network, solver, settings, save_per_op)
+        problem = _problem_of(rec)
+        if problem:
+            log.warning("%s: %s %s", label, rec["model"], problem)
+        records.append(rec)
         if i % _FLUSH_EVERY == 0:
             write_jsonl_atomic(out / INSTANCES_FILE, records)
     jsonl = write_jsonl_atomic(out / INSTANCES_FILE, records)
@@ -249,42 +259,88 @@ def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: 
         summary = {key: None for key in RESULT_KEYS + EXTRA_KEYS}
         summary.update(base, termination="completed", solver_time_s=sum(r["solver_time_s"] or 0 for r in records))
         summary["latency_s"] = sum(latencies) / len(latencies)  # mean over instances, for a sweeper
+    seconds = time.perf_counter() - started
     summary.update(
         model=f"gap study ({len(records)} instances)",
         n_instances=len(records),
         terminations=dict(terminations),
         instances_file=INSTANCES_FILE,
+        job_time_s=seconds,
     )
     path = write_json_atomic(out / RESULT_FILE, summary)
-    log.info(
-        "gap study: %d instances with %s in %.1f s (%s); records: %s; summary: %s",
-        len(records), base["solver"], time.perf_counter() - started,
-        ", ".join(f"{k}={v}" for k, v in sorted(terminations.items())), jsonl, path,
-    )
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(terminations.items()))
+    mean = f"mean {_ms(summary['latency_s'])}" if summary["latency_s"] is not None else "no plan"
+    where = "" if ctx.multirun else f"; records: {display_path(jsonl)}"
+    log.info("%sgap study %s: %d instances, %s (%s) in %s%s",
+             _job_prefix(ctx), _what(base, ctx), len(records), mean, counts, _secs(seconds), where)
+    log.debug("gap study records: %s; summary: %s", display_path(jsonl), display_path(path))
     return summary
 
 
-def _log_record(rec: dict, path: Path, seconds: float) -> None:
-    what = f"{rec['model']} on {rec['cluster']}/{rec['network']} with {rec['solver']}"
+def _ms(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.3g} ms"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2g} s"
+
+
+def _job_prefix(ctx: JobContext) -> str:
+    """``[12/108] `` for job 12 of a 108-job sweep (``[12] `` when the total is unknown), ``""`` for a single run."""
+    if ctx.job is None:
+        return ""
+    total = os.environ.get(SWEEP_JOBS_ENV, "")
+    return f"[{ctx.job + 1}/{total}] " if total.isdigit() else f"[{ctx.job + 1}] "
+
+
+def _what(rec: Mapping[str, Any], ctx: JobContext, with_model: bool = False) -> str:
+    """``model cluster network solver`` plus the job's other overrides (e.g. ``cluster.split=equal``)."""
+    names = [rec.get(k) or "" for k in (("model",) if with_model else ()) + ("cluster", "network", "solver")]
+    extra = [o for o in ctx.overrides if o.partition("=")[0].lstrip("+~") not in GROUPS]
+    return " ".join(str(x) for x in names + extra if x)
+
+
+def _problem_of(rec: Mapping[str, Any]) -> str | None:
+    """What went wrong with a record, in a few words (None when nothing did)."""
     if rec["termination"] == "error":
-        log.error("%s: error: %s", what, rec["error"])
-    elif rec["latency_s"] is None:
-        log.info("%s: %s, no plan", what, rec["termination"])
+        return f"error: {rec['error']}"
+    ver = rec.get("verify")
+    if ver is not None and not ver["passed"]:
+        return (f"verification FAILED (max abs error {ver['max_abs_err']:.3g}, messages_match "
+                f"{ver['messages_match']}, memory_match {ver['memory_match']})")
+    return None
+
+
+def _log_record(rec: dict, path: Path, ctx: JobContext) -> None:
+    """One INFO line per job (ERROR when it failed); the details at DEBUG."""
+    what = _job_prefix(ctx) + _what(rec, ctx, with_model=True)
+    where = "" if ctx.multirun else f"; result: {display_path(path)}"
+    problem = _problem_of(rec)
+    if rec["latency_s"] is None:
+        outcome = problem or f"no plan ({rec['termination']})"
     else:
-        lb = rec["lower_bound_s"]
-        log.info(
-            "%s: %s, latency %.3f ms (compute %.3f, comm %.3f; lower bound %.3f), %d messages, "
-            "peak memory %.1f MB%s",
-            what, rec["termination"], rec["latency_s"] * 1e3, rec["compute_s"] * 1e3, rec["comm_s"] * 1e3,
-            (lb or 0) * 1e3, rec["messages"], rec["peak_memory_bytes"] / 1e6,
-            "" if rec["verify"] is None else f", verify passed={rec['verify']['passed']}",
+        outcome = f"{_ms(rec['latency_s'])} ({rec['termination']})"
+        if not ctx.multirun:
+            outcome += f", peak memory {rec['peak_memory_bytes'] / 1e6:.1f} MB, {rec['messages']} messages"
+        if problem:
+            outcome += f"; {problem}"
+        elif rec["verify"] is not None:
+            outcome += ", verified"
+    (log.error if problem else log.info)("%s: %s%s", what, outcome, where)
+    if rec["latency_s"] is not None:
+        log.debug(
+            "%s: latency %.3f ms (compute %.3f, comm %.3f; lower bound %.3f), %d messages, peak memory %.1f MB",
+            rec["instance"], rec["latency_s"] * 1e3, rec["compute_s"] * 1e3, rec["comm_s"] * 1e3,
+            (rec["lower_bound_s"] or 0) * 1e3, rec["messages"], rec["peak_memory_bytes"] / 1e6,
         )
-    log.info("result written to %s (job took %.1f s)", path, seconds)
+    log.debug("result written to %s (job took %.2f s, solver %.3f s)", path, rec.get("job_time_s") or 0.0,
+              rec.get("solver_time_s") or 0.0)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Entry point of the ``iopopt`` console script and ``python -m iopopt``."""
+def _task(cfg: DictConfig) -> float:
+    """The Hydra task function: one job."""
     ctx = JobContext.from_hydra()
     try:
         rec = run(cfg, ctx)
@@ -295,3 +351,40 @@ def main(cfg: DictConfig) -> float:
         sys.exit(1)  # a failed single run is a failed command; in a sweep the others go on
     # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
     return rec["latency_s"] if rec["latency_s"] is not None else math.nan
+
+
+def _command_line_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a Hydra command line, or None when they are not ours to check
+    (another config via ``--config-name``/``--config-path``/``--config-dir``, a rerun, shell completion)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        # a bad option (or --version): Hydra's own parser reports it when it parses the same line
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return None
+    if args.config_name or args.config_path or args.config_dir or args.experimental_rerun or args.shell_completion:
+        return None
+    return list(args.overrides)
+
+
+def main(cfg: DictConfig | None = None) -> float | None:
+    """Entry point of the ``iopopt`` console script and ``python -m iopopt``.
+
+    Checks the command-line overrides first (an unknown group option or key
+    exits with status 2 and one line naming it and the valid choices), then
+    runs the Hydra application. ``main(cfg)`` runs one job on a composed
+    config and returns its ``latency_s`` (NaN without a plan), like the Hydra
+    task function does for a sweeper.
+    """
+    if cfg is not None:
+        return _task(cfg)
+    overrides = _command_line_overrides(sys.argv[1:])
+    if overrides:
+        try:
+            check_overrides(overrides, CONF_DIR)
+        except ConfigError as exc:
+            print(f"iopopt: configuration error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    return _task()

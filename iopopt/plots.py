@@ -4,11 +4,14 @@
   communication and compute segments of every step (from the record's
   ``per_op``); greedy_iop's and coedge's plans first, then the others;
 - ``latency_vs_bandwidth.png``: latency per solver against the network
-  bandwidth, one panel per model and cluster (or latency / lower bound,
-  geometric mean over models, when there are many models);
-- ``greedy_gap_hist.png``: distribution of greedy_iop's relative gap to the
+  bandwidth (Mbit/s), one panel per model and cluster (or latency / lower
+  bound, geometric mean over models, when there are many models); marker
+  shape = network kind, lines only through kinds with several bandwidths,
+  hollow markers offset sideways per solver so equal values stay visible;
+- ``greedy_gap_hist.png``: distribution of greedy_iop's relative gap (%) to the
   reference (and to ``ilp_pairs``, its own decision space, when present);
-- ``peak_memory.png``: per-device peak memory per solver for a few instances;
+- ``peak_memory.png``: per-device peak memory per solver, one panel per model
+  and cluster, on the sweep's most frequent network (the title names it);
 - ``solver_time.png``: solver time against graph size (when sizes vary).
 """
 
@@ -106,113 +109,205 @@ def _timelines(records: list[dict], root: Path, limit: int) -> list[Path]:
     return out
 
 
+def _plain_log_axis(axis, values=None) -> None:
+    """Log axis with plain-number tick labels (10, 50, 100 rather than 10^1, 5x10^1)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    fmt = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+    if values is not None:  # ticks exactly at the values plotted (e.g. the bandwidths of the sweep)
+        axis.set_major_locator(__import__("matplotlib.ticker", fromlist=["FixedLocator"]).FixedLocator(values))
+        axis.set_minor_locator(NullLocator())
+    else:
+        lo, hi = axis.get_view_interval()
+
+        def shown(subs) -> int:
+            if not lo > 0:
+                return 99
+            decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            return sum(lo <= s * 10**d <= hi for d in decades for s in subs)
+
+        subs = (1.0, 2.0, 5.0)
+        if shown(subs) < 3:  # a narrow range: more labelled ticks
+            subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+        axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(1, 10))))
+        axis.set_minor_formatter(NullFormatter())
+    axis.set_major_formatter(fmt)
+
+
+def _net_label(kind: str) -> str:
+    k = str(kind)
+    if "Shared" in k:
+        return "shared medium (Wi-Fi)"
+    if "Switched" in k:
+        return "switched (Ethernet)"
+    return k or "network"
+
+
+_NET_MARKERS = ("o", "s", "^", "D", "v")
+
+
 def _latency_vs_bandwidth(df: pd.DataFrame, root: Path) -> Path | None:
     ok = df[df["latency_s"].notna() & df["bandwidth_bytes_per_s"].notna() & df["termination"].ne("error")].copy()
     if ok.empty:
         return None
     plt = _plt()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .report import _solver_key
+
     many_models = ok["model"].nunique() > 4
     ok["y"] = ok["latency_s"] / ok["lower_bound_s"] if many_models else ok["latency_s"] * 1e3
     ok["group"] = "all models" if many_models else ok["model"]
     ok["net"] = ok["network_kind"].fillna("")
-    panels = list(ok.groupby(["group", "cluster"], sort=True).groups)[:_MAX_PANELS]
-    from .report import _solver_key
-
+    ok["mbit"] = ok["bandwidth_bytes_per_s"] * 8 / 1e6
+    keys = ["group", "cluster"] + (["split"] if ok["split"].nunique() > 1 else [])
+    panels = list(ok.groupby(keys, sort=True).groups)[:_MAX_PANELS]
     solvers = sorted(ok["solver"].unique(), key=_solver_key)
     colors = {s: f"C{i % 10}" for i, s in enumerate(solvers)}
+    nets = sorted(ok["net"].unique())
+    markers = {n: _NET_MARKERS[i % len(_NET_MARKERS)] for i, n in enumerate(nets)}
+    lines = {n: ok[ok["net"] == n]["mbit"].nunique() > 1 for n in nets}  # a line only through >= 2 bandwidths
+    bandwidths = sorted(ok["mbit"].unique())
+    # each solver's markers sit slightly left or right of the true bandwidth, so equal latencies stay visible
+    step = 0.022 if len(solvers) > 1 else 0.0
+    offset = {s: 10 ** ((i - (len(solvers) - 1) / 2) * step) for i, s in enumerate(solvers)}
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax, (group, cluster) in zip(axes.flat, panels):
-        sel = ok[(ok["group"] == group) & (ok["cluster"] == cluster)]
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows + 0.9), squeeze=False)
+    for ax, key in zip(axes.flat, panels):
+        sel = ok[(ok[keys] == pd.Series(key, index=keys)).all(axis=1)]
         for (solver, net), g in sel.groupby(["solver", "net"], sort=False):
             if many_models:
-                pts = g.groupby("bandwidth_bytes_per_s")["y"].apply(lambda v: math.exp(v.map(math.log).mean()))
+                pts = g.groupby("mbit")["y"].apply(lambda v: math.exp(v.map(math.log).mean()))
             else:
-                pts = g.groupby("bandwidth_bytes_per_s")["y"].min()
-            shared = "Shared" in net
-            ax.plot(pts.index * 8 / 1e6, pts.values, "-o" if shared else "--s", color=colors[solver], markersize=4,
-                    label=solver if shared or not (sel["net"].str.contains("Shared")).any() else None)
+                pts = g.groupby("mbit")["y"].min()
+            ax.plot(pts.index * offset[solver], pts.values, linestyle="-" if lines[net] else "none",
+                    marker=markers[net], color=colors[solver], markersize=6, markerfacecolor="none",
+                    markeredgewidth=1.4, linewidth=1.2, alpha=0.9)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{group} — {cluster}", fontsize=9)
+        _plain_log_axis(ax.xaxis, bandwidths)
+        _plain_log_axis(ax.yaxis)
+        ax.set_xlim(bandwidths[0] / 1.6, bandwidths[-1] * 1.6)
+        ax.set_title(" — ".join(str(k) for k in key), fontsize=9)
         ax.set_xlabel("bandwidth (Mbit/s)")
         ax.set_ylabel("latency / lower bound (geo. mean)" if many_models else "latency (ms)")
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Latency vs network bandwidth per solver (solid: shared medium, dashed: switched)", fontsize=10)
-    fig.tight_layout()
+    handles = [Patch(color=colors[s], label=s) for s in solvers]
+    handles += [Line2D([], [], color="0.3", marker=markers[n], markerfacecolor="none", markeredgewidth=1.4,
+                       linestyle="-" if lines[n] else "none", label=_net_label(n)) for n in nets]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
+    fig.suptitle("Latency vs network bandwidth per solver (markers of each solver offset sideways "
+                 "so that equal values stay visible)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.45 / (3.3 * rows + 0.9), 1, 1))
     return _save(fig, root / "latency_vs_bandwidth.png")
 
 
 def _gap_hist(df: pd.DataFrame, root: Path, reference: str) -> Path | None:
+    from .report import OPTIMAL_RTOL
+
     greedy = df[df["solver"].eq(_GREEDY) & df["ref_optimal"] & df["gap_vs_ref"].notna()]
     pairs = df[df["solver"].eq(_PAIRS) & df["termination"].eq("optimal") & df["latency_s"].notna()]
     g_lat = df[df["solver"].eq(_GREEDY) & df["latency_s"].notna()].groupby("instance")["latency_s"].first()
     p_lat = pairs.groupby("instance")["latency_s"].first()
     algo = (g_lat / p_lat - 1.0).dropna()
-    panels = [(f"{_GREEDY} vs {reference} (proven optimal)", greedy["gap_vs_ref"].clip(lower=0) * 100)]
-    if len(algo):
-        panels.append((f"{_GREEDY} vs {_PAIRS} (same decision space)", algo.clip(lower=0) * 100))
-    if not len(panels[0][1]):
-        panels = panels[1:]
+    panels = [(f"{_GREEDY} vs {reference} (proven optimal)", greedy["gap_vs_ref"])]
+    if len(algo) and reference != _PAIRS:
+        panels.append((f"{_GREEDY} vs {_PAIRS} (optimum of its own decision space)", algo))
+    panels = [(t, g) for t, g in panels if len(g)]
     if not panels:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
     for ax, (title, gaps) in zip(axes.flat, panels):
-        opt = float((gaps <= 1e-7).mean()) * 100
-        ax.hist(gaps, bins=30, color="tab:purple", alpha=0.85)
-        ax.set_yscale("log")
-        ax.set_xlabel("relative gap (%)")
+        n_opt = int((gaps.abs() <= OPTIMAL_RTOL).sum())
+        n_below = int((gaps < -OPTIMAL_RTOL).sum())
+        pct = gaps * 100
+        lo, hi = min(pct.min(), 0.0), max(pct.max(), 0.0)
+        span = hi - lo if hi > lo else 1.0
+        ax.hist(pct, bins=30, range=(lo, lo + span), color="tab:purple", alpha=0.85, edgecolor="white")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("relative gap to the reference (%)")
         ax.set_ylabel("instances")
-        ax.set_title(f"{title}\n{len(gaps)} instances, {opt:.1f}% optimal, max {gaps.max():.2f}%", fontsize=9)
+        below = f", {n_below} below it" if n_below else ""
+        ax.set_title(f"{title}\n{len(gaps)} instances: {n_opt} equal to it{below}, max gap {pct.max():.2f}%",
+                     fontsize=9)
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return _save(fig, root / "greedy_gap_hist.png")
 
 
 def _peak_memory(records: list[dict], root: Path) -> Path | None:
+    """Per-device peak memory per solver: one panel per model and cluster, on one network of the sweep."""
     by_inst: dict[str, dict[str, dict]] = {}
     for rec in records:
         if rec.get("per_device") and rec.get("termination") != "error":
             by_inst.setdefault(rec.get("instance") or "", {}).setdefault(rec.get("solver"), rec)
-    multi = [(inst, recs) for inst, recs in by_inst.items() if len(recs) >= 2]
-    # round-robin over models, so that a sweep over several models shows each of them
-    rank: dict[str, int] = {}
-    keyed = []
-    for i, (inst, recs) in enumerate(multi):
-        model = next(iter(recs.values())).get("model")
-        keyed.append((rank.get(model, 0), i, inst, recs))
-        rank[model] = rank.get(model, 0) + 1
-    chosen = [(inst, recs) for _, _, inst, recs in sorted(keyed, key=lambda t: t[:2])][:6]
-    if not chosen:
+    multi = [recs for recs in by_inst.values() if len(recs) >= 2]
+    if not multi:
         return None
+    first = [next(iter(recs.values())) for recs in multi]
+    networks = list(dict.fromkeys(str(r.get("network")) for r in first))
+    # the network with the most instances (the first of them on a tie) is shown
+    network = max(networks, key=lambda n: sum(str(r.get("network")) == n for r in first))
+    splits = {r.get("split") for r in first}
+    chosen = [(r, recs) for r, recs in zip(first, multi) if str(r.get("network")) == network]
+    chosen.sort(key=lambda t: (str(t[0].get("model")), t[0].get("k") or 0, str(t[0].get("cluster")),
+                               str(t[0].get("split"))))
+    n_all = len(chosen)
+    chosen = chosen[:_MAX_PANELS]
     plt = _plt()
+    from matplotlib.patches import Patch
+
     from .report import _solver_key
 
-    cols = min(3, len(chosen))
-    rows = math.ceil(len(chosen) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
-    for ax, (inst, recs) in zip(axes.flat, chosen):
+    models = list(dict.fromkeys(str(r.get("model")) for r, _ in chosen))
+    per_model = max(sum(str(r.get("model")) == m for r, _ in chosen) for m in models)
+    by_model = 2 <= per_model <= 4 and len(models) * per_model <= _MAX_PANELS
+    cols = per_model if by_model else min(3, len(chosen))
+    if by_model:  # one row per model, its clusters side by side
+        slots = []
+        for m in models:
+            mine = [c for c in chosen if str(c[0].get("model")) == m]
+            slots += mine + [None] * (cols - len(mine))
+    else:
+        slots = list(chosen)
+    rows = math.ceil(len(slots) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.1 * rows + 1.0), squeeze=False)
+    solvers_all = sorted({s for _, recs in chosen for s in recs}, key=_solver_key)
+    colors = {s: f"C{i % 10}" for i, s in enumerate(solvers_all)}
+    for ax, slot in zip(axes.flat, slots):
+        if slot is None:
+            ax.axis("off")
+            continue
+        first_rec, recs = slot
         solvers = sorted(recs, key=_solver_key)
         devices = [d["name"] for d in recs[solvers[0]]["per_device"]]
         width = 0.8 / len(solvers)
         for i, s in enumerate(solvers):
             peaks = [d["peak_bytes"] / 1e6 for d in recs[s]["per_device"]]
-            ax.bar([j + i * width - 0.4 + width / 2 for j in range(len(peaks))], peaks, width, label=s)
-        ax.set_xticks(range(len(devices)), devices, fontsize=7, rotation=30)
-        ax.set_ylabel("peak memory (MB)")
-        first = recs[solvers[0]]
-        ax.set_title(f"{first.get('model')} — {first.get('cluster')} / {first.get('network')}", fontsize=9)
+            ax.bar([j + i * width - 0.4 + width / 2 for j in range(len(peaks))], peaks, width, color=colors[s])
+        ax.set_xticks(range(len(devices)), devices, fontsize=8, rotation=0 if len(devices) <= 4 else 30)
+        ax.set_ylabel("peak memory (MB)", fontsize=8)
+        ax.tick_params(axis="y", labelsize=8)
+        split = f", {first_rec.get('split')} split" if len(splits) > 1 else ""
+        ax.set_title(f"{first_rec.get('model')} on {first_rec.get('cluster')}{split}", fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(chosen):]:
+    for ax in list(axes.flat)[len(slots):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Per-device peak memory (weights + activation peak) per solver", fontsize=10)
-    fig.tight_layout()
+    fig.legend(handles=[Patch(color=colors[s], label=s) for s in solvers_all], loc="lower center",
+               ncol=min(len(solvers_all), 8), fontsize=8, frameon=False)
+    others = [n for n in networks if n != network]
+    shown = f"network {network}" + (f" (not shown: {', '.join(others)})" if others else "")
+    more = f"; first {len(chosen)} of {n_all} model/cluster combinations" if n_all > len(chosen) else ""
+    fig.suptitle(f"Per-device peak memory (weights + activation peak) per solver — {shown}{more}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.45 / (3.1 * rows + 1.0), 1, 1))
     return _save(fig, root / "peak_memory.png")
 
 

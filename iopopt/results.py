@@ -29,6 +29,7 @@ __all__ = [
     "write_jsonl_atomic",
     "write_text_atomic",
     "json_safe",
+    "display_path",
 ]
 
 RESULT_FILE = "result.json"
@@ -64,7 +65,9 @@ RESULT_KEYS = (
 #: ``solver_extra`` (the solver's extra dict), ``error_type``, ``job`` (Hydra
 #: job number or null), ``overrides`` (the job's command-line overrides),
 #: ``torch_threads`` (torch's intra-op threads the job ran with),
-#: ``per_op`` (per-operator timeline, see :func:`per_op_timeline`, or null).
+#: ``per_op`` (per-operator timeline, see :func:`per_op_timeline`, or null),
+#: ``job_time_s`` (wall time of the whole job: building/tracing the model,
+#: solving, costing and verifying; null in per-instance study records).
 EXTRA_KEYS = (
     "instance",
     "study",
@@ -84,6 +87,7 @@ EXTRA_KEYS = (
     "overrides",
     "torch_threads",
     "per_op",
+    "job_time_s",
 )
 #: Keys of the ``verify`` entry (``weights_match`` in addition to §9's four).
 VERIFY_KEYS = ("passed", "max_abs_err", "messages_match", "weights_match", "memory_match")
@@ -219,6 +223,15 @@ def error_record(names: Mapping[str, Any], exc: BaseException, problem=None, par
     rec = dict(partial) if partial is not None else _base(names, problem)
     rec.update(termination="error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
     return json_safe(rec)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the current directory when it lies below it (for log lines), else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

@@ -161,7 +161,8 @@ class BruteSolver(Solver):
     def _refuse_if_big(self, count: int, what: str) -> None:
         if count > self.max_plans:
             raise SolverError(
-                f"brute: the {self.space} space has {count} plans ({what}), more than max_plans={self.max_plans}; "
+                f"brute: the {self.space} space has {count if count < 10**7 else f'{count:.3g}'} plans ({what}), "
+                f"more than max_plans={self.max_plans}; "
                 "use ilp, or raise max_plans"
             )
 

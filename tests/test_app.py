@@ -308,11 +308,66 @@ def test_bad_config_cli_exits_2_with_one_line(tmp_path, case):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_unknown_group_option_is_reported_by_hydra(tmp_path):
-    proc = cli(tmp_path, "model=alexnett")
-    assert proc.returncode != 0
-    assert "alexnett" in proc.stderr and "alexnet" in proc.stderr and "Available options" in proc.stderr
-    assert "Traceback" not in proc.stderr
+CLI_BAD_OVERRIDES = {
+    "unknown-option": (["model=alexnett"], ["unknown option model=alexnett", "valid options", "alexnet, custom"]),
+    "misspelt-key-without-plus": (["solver.tim_limit=3"],
+                                  ["unknown key solver.tim_limit (value 3)", "valid keys", "recompute"]),
+    "bad-cluster-host": (["cluster.host=9"], ["cluster.host", "got 9", "rpi0"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_BAD_OVERRIDES))
+def test_bad_override_cli_exits_2_with_one_line(tmp_path, case):
+    overrides, needles = CLI_BAD_OVERRIDES[case]
+    proc = cli(tmp_path, *overrides)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("iopopt: configuration error:")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in proc.stderr + proc.stdout and "Config search path" not in proc.stderr
+    assert not (tmp_path / "outputs").exists() or case == "bad-cluster-host"
+
+
+OVERRIDE_CHECKS = {
+    # overrides -> None (accepted) or the needles of the one-line message
+    "ok-defaults": ([], None),
+    "ok-keys": (["solver=ilp", "solver.time_limit_s=5", "cluster.split=equal", "verify=true",
+                 "gap.synthetic.count=3", "cluster.devices.0.flops_per_s=1e9"], None),
+    "ok-sweep": (["model=alexnet,vgg16", "solver=glob(*)", "network=glob(wifi*)"], None),
+    "ok-experiment-group": (["experiment=scaling", "model.n_layers=8,16"], None),  # scaling picks model=synthetic
+    "ok-left-to-others": (["+solver.anything=1", "~model.seed", "++x=1", "hydra.job.chdir=true",
+                           "hydra/launcher=joblib", "model=null"], None),
+    "bad-option": (["cluster=rpi4_x9"], ["unknown option cluster=rpi4_x9", "rpi4_x2, rpi4_x3"]),
+    "bad-option-in-sweep": (["model=alexnet,nosuch"], ["unknown option model=nosuch", "alexnet"]),
+    "bad-experiment": (["experiment=papr"], ["unknown option experiment=papr", "paper"]),
+    "glob-matches-nothing": (["solver=glob(zz*)"], ["solver=glob(zz*) matches no option", "greedy_iop"]),
+    "bad-key": (["solver.tim_limit=3"], ["unknown key solver.tim_limit (value 3) for solver=greedy_iop",
+                                         "valid keys: _target_, base, recompute"]),
+    "bad-key-for-one-option-of-a-sweep": (["solver=ilp,greedy_iop", "solver.time_limit_s=5"],
+                                          ["unknown key solver.time_limit_s", "for solver=greedy_iop", "valid keys"]),
+    "bad-top-key": (["verfy=true"], ["unknown key verfy (value true)", "verify"]),
+    "bad-nested-key": (["gap.synthetic.cnt=2"], ["unknown key gap.synthetic.cnt", "count"]),
+    "bad-device-key": (["cluster.devices.0.flops=1"], ["cluster.devices.0.flops", "flops_per_s"]),
+    "bad-device-index": (["cluster=rpi4_x2", "cluster.devices.7.name=x"], ["cluster.devices.7", "0..1"]),
+    "key-of-another-model": (["model.n_layers=3"], ["unknown key model.n_layers", "for model=alexnet"]),
+    "schema-key-needs-plus": (["model=custom", "model.kwargs.width=2"], ["add it with +model.kwargs.width=2"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERRIDE_CHECKS))
+def test_command_line_overrides_are_checked_before_hydra(case):
+    overrides, needles = OVERRIDE_CHECKS[case]
+    if needles is None:
+        configs.check_overrides(overrides, CONF_DIR)
+        return
+    with pytest.raises(configs.ConfigError) as info:
+        configs.check_overrides(overrides, CONF_DIR)
+    msg = str(info.value)
+    assert "\n" not in msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
 
 
 def test_single_run_writes_under_outputs_runs(tmp_path):
@@ -320,8 +375,14 @@ def test_single_run_writes_under_outputs_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = list((tmp_path / "outputs" / "runs").glob("*/result.json"))
     assert len(results) == 1
-    assert str(results[0]) in proc.stdout + proc.stderr  # the log says where the result went
-    assert json.loads(results[0].read_text())["termination"] == "completed"
+    out = proc.stdout + proc.stderr
+    assert str(results[0].relative_to(tmp_path)) in out  # the log says where the result went, relative to cwd
+    assert str(tmp_path) not in out
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "tiny_chain rpi4_x4 ethernet_1g coedge: " in lines[0] and " ms (completed)" in lines[0]
+    rec = json.loads(results[0].read_text())
+    assert rec["termination"] == "completed"
+    assert rec["job_time_s"] >= rec["solver_time_s"] > 0  # the whole job, not just the solver
 
 
 def test_failed_single_run_exits_1_after_recording(tmp_path):
@@ -329,6 +390,9 @@ def test_failed_single_run_exits_1_after_recording(tmp_path):
     assert proc.returncode == 1
     (result,) = (tmp_path / "outputs" / "runs").glob("*/result.json")
     assert json.loads(result.read_text())["termination"] == "error"
+    out = proc.stdout + proc.stderr
+    assert out.count("SolverError") == 1  # the error is logged once
+    assert "1.26e+13 plans" in out  # big counts in scientific notation
 
 
 # -- sweeps and the report ---------------------------------------------------------------
@@ -365,7 +429,19 @@ def test_small_multirun_in_process(tmp_path, monkeypatch, capsys):
     for png in ("latency_vs_bandwidth.png", "peak_memory.png", "greedy_gap_hist.png"):
         assert (sweep / png).stat().st_size > 1000
     assert len(list((sweep / "timelines").glob("*.png"))) == 2
-    assert "ilp proven optimal on 2 of 2 instances" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ilp proven optimal on 2 of 2 instances" in out
+    # one short line per job, numbered out of the sweep's total; each error once; no absolute paths
+    job_lines = [ln for ln in out.splitlines() if "] [" in ln and "/8] " in ln]
+    assert len(job_lines) == 8, out
+    assert any("[1/8] tiny_chain rpi4_x2 ethernet_1g coedge: " in ln for ln in job_lines)
+    assert sum("SolverError" in ln for ln in out.splitlines()) == 2  # the two brute jobs
+    assert "result written to" not in out and "#0 :" not in out
+    # the last line lists everything the report wrote
+    last = [ln for ln in out.splitlines() if "report in " in ln][-1]
+    for name in ("summary.csv", "summary.md", "latency_vs_bandwidth.png", "peak_memory.png",
+                 "greedy_gap_hist.png", "timelines/ (2 plots)"):
+        assert name in last, (name, last)
 
     # iopopt-report rebuilds the same summary from the result files
     (sweep / "summary.csv").unlink()
@@ -373,6 +449,7 @@ def test_small_multirun_in_process(tmp_path, monkeypatch, capsys):
 
     assert report_main([str(sweep), "--no-plots", "-q"]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(sweep / "summary.csv"), df)
+    assert capsys.readouterr().out.strip().endswith(": summary.csv, summary.md")
 
 
 def test_report_marks_errors_and_pairs_by_instance(tmp_path):
@@ -404,8 +481,96 @@ def test_report_marks_errors_and_pairs_by_instance(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "## Errors (1)" in md and "SolverError: too big" in md
     assert "| alexnet | c | n | 500.000 | 1500.000 | 1200.000 | 1000.000 | error |" in md
-    assert "| 20.00% lower | 25.00% lower | 6.39–16.83% | 21.22–49.98% |" in md  # greedy vs coedge, the paper's
-    assert "Liu et al. 2024" in md
+    # greedy vs coedge, then whether it lies in the paper's range: 20% lower latency (above 6.39–16.83%),
+    # 25% lower peak memory (within 21.22–49.98%)
+    assert "| alexnet | c | n | 20.00% | above | 25.00% | within |  |" in md
+    assert "Liu et al. 2024 (paper's figures)" in md
+    assert "latency within the paper's range on 0 of 1 rows; memory on 1 of 1" in md
+
+
+def _records(*rows):
+    base = {k: None for k in RESULT_KEYS}
+    return [dict(base, cluster="c", network="n", lower_bound_s=0.1, **r) for r in rows]
+
+
+def test_gap_stats_count_only_equal_latencies_as_optimal():
+    from iopopt.report import gap_stats, summary_frame
+
+    recs = _records(
+        # instance A: single beats ilp_pairs (it is not in the pairs space); greedy equals it
+        dict(model="m", instance="A", solver="ilp_pairs", termination="optimal", latency_s=1.0),
+        dict(model="m", instance="A", solver="single", termination="completed", latency_s=0.9),
+        dict(model="m", instance="A", solver="greedy_iop", termination="completed", latency_s=1.0),
+        # instance B: both above
+        dict(model="m", instance="B", solver="ilp_pairs", termination="optimal", latency_s=1.0),
+        dict(model="m", instance="B", solver="single", termination="completed", latency_s=1.5),
+        dict(model="m", instance="B", solver="greedy_iop", termination="completed", latency_s=1.0 + 1e-12),
+    )
+    stats = gap_stats(summary_frame(recs), "ilp_pairs").set_index("solver")
+    assert stats.loc["single", "share_optimal"] == 0.0 and stats.loc["single", "below_ref"] == 1
+    assert stats.loc["greedy_iop", "share_optimal"] == 1.0 and stats.loc["greedy_iop", "below_ref"] == 0
+    assert stats.loc["single", "max"] == pytest.approx(0.5)
+
+
+def test_paper_table_marks_ranges_and_notes(tmp_path):
+    from iopopt.report import build_report, paper_counts, paper_table, summary_frame
+
+    def inst(name, **lat):
+        return [dict(model="alexnet", instance=name, solver=s, termination="completed", latency_s=v,
+                     peak_memory_bytes=m) for s, (v, m) in lat.items()]
+
+    recs = _records(
+        *inst("fast-net", single=(2.0, 100), coedge=(1.0, 100), greedy_iop=(0.9, 70), ilp_pairs=(0.9, 70)),
+        *inst("slow-net", single=(1.0, 100), coedge=(1.2, 100), greedy_iop=(1.2, 100), ilp_pairs=(1.2, 100)),
+        *inst("no-pair", single=(2.0, 100), coedge=(1.0, 100), greedy_iop=(1.0, 100), ilp_pairs=(1.0, 100)),
+    )
+    for r, net in zip(recs, ["a"] * 4 + ["b"] * 4 + ["c"] * 4):
+        r["network"] = net
+    paper = paper_table(summary_frame(recs)).set_index("network")
+    assert list(paper.loc["a", ["latency ↓", "paper 6.39–16.83%", "peak mem ↓", "paper 21.22–49.98%"]]) == [
+        "10.00%", "within", "30.00%", "within"]
+    assert paper.loc["b", "note"] == "single fastest" and paper.loc["b", "paper 6.39–16.83%"] == "below"
+    assert paper.loc["c", "note"] == "no pair pays" and paper.loc["a", "note"] == ""
+    assert paper_counts(paper) == "latency within the paper's range on 1 of 3 rows; memory on 1 of 3"
+    # printed: at most 120 characters wide, with the paper's figures labelled as such
+    for i, r in enumerate(recs):
+        write_json_atomic(tmp_path / str(i) / RESULT_FILE, r)
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        build_report(tmp_path, plots=False, echo=True)
+    out = buf.getvalue()
+    assert "Liu et al. 2024 (paper's figures)" in out and "on 1 of 3 rows" in out
+    assert max(len(ln) for ln in out.splitlines()) <= 120, out
+
+
+def test_paper_table_only_for_sweeps_with_coedge_and_greedy():
+    from iopopt.report import paper_table, summary_frame
+
+    recs = _records(dict(model="alexnet", instance="I", solver="coedge", termination="completed", latency_s=1.0),
+                    dict(model="alexnet", instance="I", solver="ilp", termination="optimal", latency_s=0.9))
+    assert paper_table(summary_frame(recs)).empty
+
+
+def test_sweep_size_counts_the_basic_sweepers_jobs():
+    from iopopt.callbacks import sweep_size
+
+    cfg = compose_cfg("experiment=paper", hydra_cfg=True)
+    assert sweep_size(cfg) == 108
+    cfg = compose_cfg("experiment=paper", "model=alexnet", hydra_cfg=True)  # the command line wins
+    OmegaConf.update(cfg, "hydra.overrides.task", ["model=alexnet", "solver=glob(*)", "experiment=paper"])
+    assert sweep_size(cfg) == 1 * 3 * 2 * len(options("solver"))
+
+
+def test_written_line_lists_every_file(tmp_path):
+    from iopopt.report import written_line
+
+    files = [tmp_path / "summary.csv", tmp_path / "summary.md", tmp_path / "peak_memory.png"]
+    files += [tmp_path / "timelines" / f"t{i}.png" for i in range(3)]
+    line = written_line(tmp_path, files)
+    assert line.endswith(": summary.csv, summary.md, peak_memory.png, timelines/ (3 plots)")
 
 
 def test_console_scripts_exist():
@@ -460,4 +625,5 @@ def test_paper_experiment_end_to_end(tmp_path):
     df = pd.read_csv(sweep / "summary.csv")
     assert len(df) == 3 * 3 * 2 * 6 and (df["termination"] != "error").all()
     assert (df[df["solver"] == "ilp"]["termination"] == "optimal").all()
-    assert "Liu et al. 2024" in proc.stdout and "greedy_iop latency vs coedge" in proc.stdout
+    assert "Liu et al. 2024 (paper's figures)" in proc.stdout and "greedy_iop latency vs coedge" in proc.stdout
+    assert "latency within the paper's range on" in proc.stdout
