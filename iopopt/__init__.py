@@ -17,6 +17,7 @@ __all__ = [
     "Cluster",
     "CostReport",
     "Device",
+    "DistributedExecutor",
     "InapplicableStrategy",
     "InvalidPlan",
     "OpGraph",
@@ -24,6 +25,7 @@ __all__ = [
     "Plan",
     "Problem",
     "Program",
+    "SimulatedExecutor",
     "Solver",
     "SolveResult",
     "UnsupportedOperator",
@@ -41,6 +43,10 @@ def __getattr__(name):
         from .executor import verify
 
         return verify
+    if name in ("DistributedExecutor", "SimulatedExecutor"):
+        from . import distributed, executor
+
+        return getattr(distributed if name == "DistributedExecutor" else executor, name)
     if name in ("Solver", "SolveResult"):
         from . import solver
 

@@ -380,6 +380,10 @@ def main(cfg: DictConfig | None = None) -> float | None:
     """
     if cfg is not None:
         return _task(cfg)
+    if len(sys.argv) > 1 and sys.argv[1] == "profile":  # `iopopt profile [...]`: measure this machine
+        from .profile import main as profile_main
+
+        sys.exit(profile_main(sys.argv[2:]))
     overrides = _command_line_overrides(sys.argv[1:])
     if overrides:
         try:

@@ -32,7 +32,18 @@ from . import kernels
 from .compiler import Program, Resharding, Step, compile_plan
 from .layouts import Region, full_region
 
-__all__ = ["Faults", "MessageRecord", "ExecutionTrace", "SimulatedExecutor", "VerifyReport", "verify"]
+__all__ = [
+    "Faults",
+    "MessageRecord",
+    "ExecutionTrace",
+    "SimulatedExecutor",
+    "VerifyReport",
+    "verify",
+    "dense_shape",
+    "read_region",
+    "region_index",
+    "write_region",
+]
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ class ExecutionTrace:
         return [max((h[d] for h in self.held), default=0) for d in range(k)]
 
 
-def _index(region: Region, sub: Region, ndim: int) -> tuple:
+def region_index(region: Region, sub: Region, ndim: int) -> tuple:
     """Index of ``sub`` inside a dense part holding ``region``."""
     pos, offset = [], 0
     for a, b in region.ch:
@@ -103,25 +114,25 @@ def _index(region: Region, sub: Region, ndim: int) -> tuple:
     return (slice(None), ch)
 
 
-def _dense_shape(shape: tuple[int, ...], region: Region) -> tuple[int, ...]:
+def dense_shape(shape: tuple[int, ...], region: Region) -> tuple[int, ...]:
     if len(shape) == 4:
         return (shape[0], region.n_ch, region.n_rows, shape[3])
     return (shape[0], region.n_ch) + tuple(shape[2:])
 
 
-def _read(part: Tensor, held: Region, sub: Region) -> Tensor:
+def read_region(part: Tensor, held: Region, sub: Region) -> Tensor:
     """Copy ``sub`` out of a dense part holding ``held``."""
     if not held.contains(sub):
         raise RuntimeError(f"a device asked to send {sub} holds only {held}")
-    idx = _index(held, sub, part.dim())
+    idx = region_index(held, sub, part.dim())
     if isinstance(idx[1], Tensor):
         out = part.index_select(1, idx[1])
         return out[(slice(None), slice(None)) + idx[2:]].clone()
     return part[idx].clone()
 
 
-def _write(buf: Tensor, region: Region, sub: Region, piece: Tensor, accumulate: bool = False) -> None:
-    idx = _index(region, sub, buf.dim())
+def write_region(buf: Tensor, region: Region, sub: Region, piece: Tensor, accumulate: bool = False) -> None:
+    idx = region_index(region, sub, buf.dim())
     if isinstance(idx[1], Tensor):
         for j, c in enumerate(idx[1].tolist()):
             tgt = buf[(slice(None), c) + idx[2:]]
@@ -180,7 +191,7 @@ class SimulatedExecutor:
             held = read_regions[t.src]
             if held is None or read_from[t.src] is None:
                 raise RuntimeError(f"step {name!r}: device {t.src} must send {t.region} but holds nothing")
-            piece = _read(read_from[t.src], held, t.region)
+            piece = read_region(read_from[t.src], held, t.region)
             messages.append(MessageRecord(name, t.src, t.dst, piece.numel() * nb))
             return piece
 
@@ -201,10 +212,10 @@ class SimulatedExecutor:
                         own = src.parts[t.dst]
                         inter = own.intersect(dst.parts[t.dst]) if own is not None else None
                         if inter is not None:
-                            _write(out[t.dst], dst.parts[t.dst], inter, _read(mine[t.dst], own, inter))
+                            write_region(out[t.dst], dst.parts[t.dst], inter, read_region(mine[t.dst], own, inter))
                     piece = deliver(t, mine, src.parts)
                     if piece is not None:
-                        _write(out[t.dst], dst.parts[t.dst], t.region, piece)
+                        write_region(out[t.dst], dst.parts[t.dst], t.region, piece)
             for d in range(k):  # devices that need no message: local slicing
                 r = dst.parts[d]
                 if r is not None and out[d] is None:
@@ -215,7 +226,7 @@ class SimulatedExecutor:
                     if own is None or not own.contains(r):
                         raise RuntimeError(f"step {name!r}: device {d} needs {r} of {src_name!r} and receives nothing")
                     out[d] = self._staging(shape, r, d=d, staging=staging, fill=math.nan)
-                    out[d].copy_(_read(mine[d], own, r))
+                    out[d].copy_(read_region(mine[d], own, r))
             return out
 
         # partial sums: reduce (phase 1), and for P → R an all-gather of the reduced blocks (phase 2)
@@ -236,13 +247,13 @@ class SimulatedExecutor:
                 if dst.parts[d] is not None:
                     out[d] = self._staging(shape, dst.parts[d], d=d, staging=staging, fill=math.nan)
             for d, r in blocks.items():
-                out[d][_index(dst.parts[d], r, len(shape))] = 0.0
+                out[d][region_index(dst.parts[d], r, len(shape))] = 0.0
                 if src.parts[d] is not None:
-                    _write(out[d], dst.parts[d], r, _read(mine[d], src.parts[d], r), accumulate=True)
+                    write_region(out[d], dst.parts[d], r, read_region(mine[d], src.parts[d], r), accumulate=True)
             for t in reduce:
                 piece = deliver(t, mine, src.parts)
                 if piece is not None:
-                    _write(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
+                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
             # phase 2 reads what the devices hold now: their reduced blocks in their staging buffers
             # (a receiver writes only other devices' blocks, so reading the live buffers is exact)
             now = [out[d] if d in blocks else None for d in range(k)]
@@ -252,7 +263,7 @@ class SimulatedExecutor:
                     raise RuntimeError(f"step {name!r}: device {t.src} sends {t.region} it has not reduced")
                 piece = deliver(t, now, now_regions)
                 if piece is not None:
-                    _write(out[t.dst], dst.parts[t.dst], t.region, piece)
+                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece)
             return out
         for d in range(k):
             r = dst.parts[d]
@@ -260,18 +271,18 @@ class SimulatedExecutor:
                 continue
             out[d] = self._staging(shape, r, d=d, staging=staging, fill=0.0)
             if src.parts[d] is not None:
-                _write(out[d], r, r, _read(mine[d], src.parts[d], r), accumulate=True)
+                write_region(out[d], r, r, read_region(mine[d], src.parts[d], r), accumulate=True)
         for phase in res.phases:
             for t in phase:
                 if dst.parts[t.dst] is None:
                     raise RuntimeError(f"step {name!r}: device {t.dst} receives a partial it does not need")
                 piece = deliver(t, mine, src.parts)
                 if piece is not None:
-                    _write(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
+                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
         return out
 
     def _staging(self, shape, region: Region, d: int, staging, fill: float) -> Tensor:
-        buf = torch.full(_dense_shape(shape, region), fill, dtype=self.dtype)
+        buf = torch.full(dense_shape(shape, region), fill, dtype=self.dtype)
         staging[d].append(buf)
         return buf
 
@@ -359,7 +370,7 @@ class SimulatedExecutor:
             if self.faults.double_ic_bias == op.name and s == "ic" and d == host and "bias" in shard:
                 bias = shard["bias"]
                 out = out + bias.reshape((1, -1) + (1,) * (out.dim() - 2))
-            want = _dense_shape(term.out.shape, region) if term.out.kind != "P" else tuple(term.out.shape)
+            want = dense_shape(term.out.shape, region) if term.out.kind != "P" else tuple(term.out.shape)
             if tuple(out.shape) != want:
                 raise RuntimeError(
                     f"node {op.name!r} device {d}: kernel output {tuple(out.shape)}, region {region} needs {want}"
@@ -479,7 +490,7 @@ def _first_divergence(problem, program, model, x, dtype, rtol, faults) -> str:
         for d, part in enumerate(parts):
             if part is None:
                 continue
-            want = _read(ref, full_region(ref.shape), dist.parts[d])
+            want = read_region(ref, full_region(ref.shape), dist.parts[d])
             err = float((part - want).abs().max()) if part.numel() else 0.0
             if not err <= tol:
                 found.append(
