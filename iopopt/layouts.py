@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 from .graph import OpNode
 
@@ -58,7 +57,7 @@ class Region:
     ch: Intervals
     rows: tuple[int, int] | None = None
 
-    @cached_property
+    @property
     def n_ch(self) -> int:
         if len(self.ch) == 1:
             return self.ch[0][1] - self.ch[0][0]
