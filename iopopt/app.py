@@ -231,7 +231,45 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
         path = write_json_atomic(out / RESULT_FILE, rec)
         _log_record(rec, path, ctx)
         return rec
+    if study == "fidelity":
+        return _run_fidelity(cfg, base, out, started, ctx)
     return _run_gap(cfg, base, cluster, network, solver, settings, out, started, ctx)
+
+
+def _run_fidelity(cfg, base, out: Path, started: float, ctx: JobContext) -> dict:
+    """``study: fidelity``: real runs over torch.distributed against the calibrated cost model."""
+    import json
+
+    from .configs import FIDELITY_KEYS, _check_keys, _mapping
+    from .fidelity import main as fidelity_main
+    from .results import EXTRA_KEYS, RESULT_KEYS
+
+    f = _mapping("fidelity", cfg.fidelity)
+    _check_keys("fidelity", f, FIDELITY_KEYS)
+    dest = out / "fidelity"
+    argv = ["--out", str(dest), "--models", *map(str, f["models"]), "--ranks", *map(str, f["ranks"]),
+            "--solvers", *map(str, f["solvers"]), "--warmup", str(f["warmup"]), "--repeats", str(f["repeats"]),
+            "--ilp-time", str(f["ilp_time_s"])]
+    if f.get("hw"):
+        argv += ["--hw", str(f["hw"])]
+    if f.get("profile"):
+        argv += ["--profile", str(f["profile"])]
+    try:
+        code = fidelity_main(argv)
+        if code != 0:
+            raise RuntimeError(f"the fidelity run measured no plan (exit {code}); see {display_path(dest)}")
+        summary = json.loads((dest / "summary.json").read_text())
+    except Exception as exc:
+        rec = error_record(base, exc)
+    else:
+        rec = {key: None for key in RESULT_KEYS + EXTRA_KEYS}
+        rec.update(base, model=f"fidelity ({summary['n']} plans)", termination="completed")
+        rec["fidelity"] = {"spearman": summary["model"]["spearman"], "median_abs_pct_error": summary["model"]["mdape"],
+                           "plans": summary["n"], "report": str(dest / "fidelity.md")}
+    rec["job_time_s"] = time.perf_counter() - started
+    path = write_json_atomic(out / RESULT_FILE, rec)
+    log.info("fidelity study: %s; report %s", rec.get("fidelity") or rec.get("error"), display_path(dest / "fidelity.md"))
+    return rec
 
 
 def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: float, ctx: JobContext) -> dict:

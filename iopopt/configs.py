@@ -65,9 +65,11 @@ class ConfigError(ValueError):
 
 #: Keys allowed at the top level of the composed config (groups and run settings).
 TOP_LEVEL_KEYS = frozenset(
-    {"model", "cluster", "network", "solver", "study", "verify", "threads", "dtype_bytes", "save_per_op", "gap"}
+    {"model", "cluster", "network", "solver", "study", "verify", "threads", "dtype_bytes", "save_per_op", "gap", "fidelity"}
 )
-STUDIES = ("single", "gap")
+STUDIES = ("single", "gap", "fidelity")
+#: Allowed keys of the ``fidelity`` study settings (conf/experiment/fidelity.yaml).
+FIDELITY_KEYS = frozenset({"models", "ranks", "solvers", "hw", "warmup", "repeats", "ilp_time_s", "profile"})
 #: Allowed keys of a model config, per ``source``.
 MODEL_KEYS = {
     "zoo": frozenset({"source", "name", "input_shape", "seed", "num_classes"}),
