@@ -10,6 +10,7 @@ executor all consume that Program.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from .layouts import Dist, Region, full_region, halo_rows
 from .network import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .problem import Plan, Problem
+    from .problem import Problem
 
 __all__ = ["Transfer", "Resharding", "NodeTerm", "Step", "Program", "Tables", "reshard", "compile_plan"]
 
@@ -397,7 +398,6 @@ class Tables:
         if op.kind in ("conv", "linear"):
             wshape = op.weight_shape
             cout, cin = wshape[0], wshape[1]
-            per_pair = op.weight_elems
             bias = op.bias_shape[0] if op.bias_shape is not None else 0
             per_pair = (op.weight_elems - bias) // (cout * cin)
             if strategy == "oc":
@@ -427,8 +427,14 @@ def _merge(ivs) -> tuple:
     return tuple((a, b) for a, b in out)
 
 
-def compile_plan(problem: "Problem", plan: "Plan", validate: bool = True) -> Program:
-    """Compile ``plan`` for ``problem`` into a :class:`Program`."""
+def compile_plan(problem: "Problem", plan, validate: bool = True) -> Program:
+    """Compile ``plan`` (a :class:`~iopopt.problem.Plan` or a mapping node → strategy) into a :class:`Program`."""
+    from .problem import Plan
+
+    if not isinstance(plan, Plan):
+        if not isinstance(plan, Mapping):
+            raise TypeError(f"a plan must be an iopopt.Plan or a mapping node → strategy, got {type(plan).__name__}")
+        plan = Plan(plan)
     if validate:
         plan.validate(problem)
     t = problem.tables

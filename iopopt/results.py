@@ -221,6 +221,8 @@ def error_record(names: Mapping[str, Any], exc: BaseException, problem=None, par
     record whose verification then raised); its figures are kept.
     """
     rec = dict(partial) if partial is not None else _base(names, problem)
+    if partial is not None and partial.get("termination") not in (None, "error"):
+        rec["solver_termination"] = partial["termination"]  # why the solver stopped, before the failure
     rec.update(termination="error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
     return json_safe(rec)
 

@@ -14,6 +14,7 @@ Solvers are found by name through ``conf/solver/NAME.yaml`` files whose
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import time
 from abc import ABC, abstractmethod
@@ -173,4 +174,10 @@ def make_solver(name: str, conf_dir: Path | None = None, **overrides) -> Solver:
     cls = _import(target)
     if not (isinstance(cls, type) and issubclass(cls, Solver)):
         raise SolverError(f"{target} is not a Solver subclass")
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n in params if n != "self"]
+        unknown = sorted(set(cfg) - set(valid))
+        if unknown:
+            raise SolverError(f"unknown setting {unknown[0]!r} of solver {name!r}; valid settings: {valid}")
     return cls(**cfg)

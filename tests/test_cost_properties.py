@@ -110,6 +110,7 @@ def test_sharded_weights_sum_to_the_model():
     """oc/ic/channel shards partition the weights (biases of ic ops are held once, by the host)."""
     g = graph(3, "chain")
     problem = iopopt.Problem(g, Cluster.homogeneous(3, 1e9), SharedNetwork(1e6))
+    checked = 0
     for default in ("oc", "ic"):
         strategies = {}
         for op in g:
@@ -122,3 +123,5 @@ def test_sharded_weights_sum_to_the_model():
             continue
         report = evaluate(problem, plan)
         assert sum(m.weights_bytes for m in report.per_device) == g.total_weight_elems * g.dtype_bytes
+        checked += 1
+    assert checked == 2

@@ -130,3 +130,19 @@ def test_problem_type_errors(problem):
         iopopt.Problem("resnet", problem.cluster, problem.network)
     with pytest.raises(ValueError, match="network must be a NetworkModel"):
         iopopt.Problem(problem.graph, problem.cluster, 1e6)
+
+
+def test_evaluate_takes_a_mapping_and_rejects_other_plans(problem):
+    plan = problem.plan({}, default="host")
+    assert iopopt.evaluate(problem, dict(plan)) == iopopt.evaluate(problem, plan)
+    with pytest.raises(TypeError, match="a plan must be an iopopt.Plan or a mapping node → strategy, got list"):
+        iopopt.evaluate(problem, ["host"])
+
+
+def test_unknown_solver_setting_lists_the_valid_ones():
+    from iopopt.solver import SolverError, make_solver
+
+    with pytest.raises(SolverError, match=r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute'\]"):
+        make_solver("greedy_iop", foo=1)
+    with pytest.raises(ValueError, match=r"unknown solver 'gredy'; valid: \["):
+        make_solver("gredy")
