@@ -357,11 +357,18 @@ def build_solver(cfg):
     """A :class:`~iopopt.Solver` from a solver config (``_target_`` + constructor settings)."""
     from .solver import Solver
 
+    from .solver import SolverError
+
     cls, settings = _instantiate("solver", cfg, Solver)
     try:
-        return cls(**settings)
+        solver = cls(**settings)
     except TypeError as exc:
         raise ConfigError(f"solver {cls.__name__}: {exc}") from None
+    try:
+        solver.check_settings()
+    except SolverError as exc:
+        raise ConfigError(f"solver settings: {exc}") from None
+    return solver
 
 
 def instance_key(model: ModelSpec, cluster_cfg, network_cfg, dtype_bytes: int) -> str:

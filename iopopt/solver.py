@@ -110,6 +110,13 @@ class Solver(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
+    def check_settings(self) -> None:
+        """Raise :class:`SolverError` naming a bad setting and its valid values (default: accept all).
+
+        Called by the CLI right after construction, so a bad setting is a
+        configuration error before any work starts; ``_solve`` should call it too.
+        """
+
     @abstractmethod
     def _solve(self, problem: Problem) -> SolveResult:
         """Find a plan; return a :class:`SolveResult` (objective as the solver computed it)."""

@@ -71,11 +71,15 @@ class GreedyIop(Solver):
         self.base = base
         self.recompute = recompute
 
-    def _solve(self, problem: Problem) -> SolveResult:
+    def check_settings(self) -> None:
+        """Raise :class:`SolverError` naming a bad setting and its valid values."""
         if self.base not in BASES:
             raise SolverError(f"{self.name}: unknown base {self.base!r}; valid: {list(BASES)}")
         if not isinstance(self.recompute, bool):
             raise SolverError(f"{self.name}: recompute must be true or false, got {self.recompute!r}")
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        self.check_settings()
         base = base_plan(problem, self.base)
         base_latency = latency(problem, base)
         search = _Search(problem, base, candidate_pairs(problem), BENEFIT_RTOL * base_latency)

@@ -101,7 +101,8 @@ class IlpSolver(Solver):
         self.msg = msg
         self.base = base
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
+        """Raise :class:`SolverError` naming a bad setting and its valid values."""
         if self.space not in SPACES:
             raise SolverError(f"ilp: unknown space {self.space!r}; valid: {list(SPACES)}")
         if self.memory not in MEMORY_MODES:
@@ -114,7 +115,7 @@ class IlpSolver(Solver):
             raise SolverError(f"ilp: gap_rel must be in [0, 1), got {self.gap_rel!r}")
 
     def _solve(self, problem: Problem) -> SolveResult:
-        self._check_settings()
+        self.check_settings()
         import pulp
 
         _check_backend(pulp, self.backend)

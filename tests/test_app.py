@@ -317,6 +317,8 @@ CLI_BAD_OVERRIDES = {
     "misspelt-key-without-plus": (["solver.tim_limit=3"],
                                   ["unknown key solver.tim_limit (value 3)", "valid keys", "recompute"]),
     "bad-cluster-host": (["cluster.host=9"], ["cluster.host", "got 9", "rpi0"]),
+    "bad-solver-setting": (["solver=ilp", "solver.time_limit_s=0"], ["time_limit_s must be positive", "got 0"]),
+    "bad-solver-choice": (["solver.base=rows"], ["unknown base 'rows'", "valid: ['coedge', 'oc']"]),
 }
 
 
@@ -331,7 +333,8 @@ def test_bad_override_cli_exits_2_with_one_line(tmp_path, case):
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     assert "Traceback" not in proc.stderr + proc.stdout and "Config search path" not in proc.stderr
-    assert not (tmp_path / "outputs").exists() or case == "bad-cluster-host"
+    # values checked once the job has started (the run folder exists, but holds no result)
+    assert not (tmp_path / "outputs").exists() or case in ("bad-cluster-host", "bad-solver-setting", "bad-solver-choice")
 
 
 OVERRIDE_CHECKS = {
