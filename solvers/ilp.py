@@ -25,8 +25,11 @@ extracted plan; ``bound`` is the backend's proven lower bound (seconds).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -136,7 +139,8 @@ class IlpSolver(Solver):
             backend = _make_backend(pulp, self, Path(tmp))
             t1 = time.perf_counter()
             try:
-                model.prob.solve(backend)
+                with _quiet_stdout(not self.msg and self.backend == "HiGHS"):
+                    model.prob.solve(backend)
             except pulp.PulpSolverError as exc:
                 raise SolverError(f"ilp: backend {self.backend} failed: {exc}") from exc
             solve_s = time.perf_counter() - t1
@@ -525,3 +529,26 @@ def _unscale(bound: float | None, model: _Model) -> float | None:
     if bound is None:
         return None
     return (bound + model.offset) / model.scale
+
+
+@contextlib.contextmanager
+def _quiet_stdout(quiet: bool):
+    """Silence the process's stdout (file descriptor 1) while ``quiet``.
+
+    highspy prints its banner from C++ whatever ``msg`` says; a sweep of many
+    solves would otherwise log it once per job.
+    """
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
