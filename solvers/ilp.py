@@ -148,8 +148,10 @@ class IlpSolver(Solver):
         if self.msg and log:
             print(log)
         extra["solve_s"] = solve_s
-        extra["status"] = pulp.LpStatus.get(model.prob.status, str(model.prob.status))
-        extra["sol_status"] = pulp.constants.LpSolution.get(model.prob.sol_status, str(model.prob.sol_status))
+        # PuLP's own words, kept for debugging; they can say "Optimal" for a solve the time limit
+        # cut short, so `termination` (decided below) is the honest status
+        extra["pulp_status_raw"] = pulp.LpStatus.get(model.prob.status, str(model.prob.status))
+        extra["pulp_sol_status_raw"] = pulp.constants.LpSolution.get(model.prob.sol_status, str(model.prob.sol_status))
 
         stopped, backend_bound = _limit_and_bound(pulp, model.prob, self.backend, log)
         if stopped is None:  # the backend does not say; judge by the clock
@@ -168,7 +170,7 @@ class IlpSolver(Solver):
         if plan is None:
             if stopped:
                 return SolveResult(self.name, "time_limit", None, bound=_unscale(backend_bound, model), extra=extra)
-            raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['status']})")
+            raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['pulp_status_raw']})")
 
         objective = evaluate(problem, plan).latency_s  # the figure Solver.solve reports
         obj_value = pulp.value(model.prob.objective)
