@@ -20,7 +20,7 @@ from .layouts import Dist, Region, full_region, halo_rows
 from .network import Message
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .problem import Problem
+    from .problem import Plan, Problem
 
 __all__ = ["Transfer", "Resharding", "NodeTerm", "Step", "Program", "Tables", "reshard", "compile_plan"]
 
@@ -66,9 +66,6 @@ class Resharding:
     def nbytes(self) -> int:
         return sum(t.nbytes for p in self.phases for t in p)
 
-    def message_phases(self) -> list[list[Message]]:
-        return [[Message(t.src, t.dst, t.nbytes) for t in p] for p in self.phases]
-
 
 @dataclass(frozen=True)
 class NodeTerm:
@@ -106,9 +103,6 @@ class Program:
     problem: "Problem"
     plan: "Plan"
     steps: tuple[Step, ...]
-
-    def step(self, name: str) -> Step:
-        return self.steps[self.problem.graph.position[name]]
 
     def messages(self) -> list[tuple[int, int, int]]:
         """Every message as (src, dst, bytes), in program order."""
@@ -353,7 +347,7 @@ class Tables:
         op = self.g[name]
         out = self.out_dist(name, strategy)
         required = tuple(self.req_dist(name, strategy, i) for i in range(len(op.inputs)))
-        k, host = self.k, self.host
+        k = self.k
         flops = [0.0] * k
         if op.kind in ("input", "output"):
             active = (False,) * k

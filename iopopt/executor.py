@@ -310,7 +310,7 @@ class SimulatedExecutor:
         per_node: dict[str, list[int]] = {}
         result = None
         for p, step in enumerate(program.steps):
-            op, term, name = step.op, step.term, step.op.name
+            op, name = step.op, step.op.name
             staging: list[list[Tensor]] = [[] for _ in range(k)]
             counter = [0]
             bufs = [

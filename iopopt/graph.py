@@ -98,14 +98,6 @@ class OpNode:
     source: str = ""
 
     @property
-    def out_elems(self) -> int:
-        return math.prod(self.out_shape)
-
-    @property
-    def is_heavy(self) -> bool:
-        return self.kind in HEAVY_KINDS
-
-    @property
     def is_channelwise(self) -> bool:
         return self.kind in CHANNELWISE_KINDS
 
@@ -426,7 +418,8 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
     try:
         tracer = torch.fx.Tracer()
         tracer.record_stack_traces = True  # lets errors name the model's source line
-        gm = torch.fx.GraphModule(tracer.root if hasattr(tracer, "root") else module, tracer.trace(module))
+        graph = tracer.trace(module)
+        gm = torch.fx.GraphModule(tracer.root, graph)
     except Exception as exc:  # fx raises many kinds of errors
         raise UnsupportedOperator(f"torch.fx could not trace {type(module).__name__}: {exc}") from exc
     mods = dict(gm.named_modules())
@@ -437,7 +430,6 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
             ShapeProp(gm).propagate(torch.zeros(input_shape))
     except Exception as exc:
         raise ValueError(f"{type(module).__name__} failed on an input of shape {input_shape}: {exc}") from exc
-    alias: dict[str, str] = {}  # fx node name → OpNode name whose value it equals
     nodes: list[OpNode] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -449,18 +441,15 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
             arg = node.args[0]
             if not isinstance(arg, torch.fx.Node):
                 raise _unsupported(node, "the model must return a single tensor")
-            src = alias.get(arg.name, arg.name)
             shp = _shape(arg)
-            nodes.append(OpNode("output", "output", "output", "", (src,), (shp,), shp))
+            nodes.append(OpNode("output", "output", "output", "", (arg.name,), (shp,), shp))
             continue
         if node.op == "get_attr":
             raise _unsupported(node, "tensor constants/parameters used directly in forward")
-        tensor_args = [a for a in node.all_input_nodes]
+        # cat keeps its tensors in argument order (all_input_nodes drops repeats)
+        tensor_args = list(node.args[0]) if node.target in _CAT_TARGETS else list(node.all_input_nodes)
         out_shape = _shape(node)
-        if node.target in _CAT_TARGETS:
-            seq = node.args[0]
-            tensor_args = list(seq)
-        inputs = tuple(alias.get(a.name, a.name) for a in tensor_args)
+        inputs = tuple(a.name for a in tensor_args)
         in_shapes = tuple(_shape(a) for a in tensor_args)
         wshape = bshape = None
         module_name = ""
@@ -485,9 +474,6 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
         if kind in WINDOWED_KINDS or kind == "bn" or kind == "conv":
             if len(in_shapes[0]) != 4:
                 raise _unsupported(node, f"{kind} on a {len(in_shapes[0])}-D tensor; expected (N, C, H, W)")
-        if kind == "dropout" and node.op != "call_module":
-            # identity at inference: drop the node, consumers read its input
-            pass
         welems = (math.prod(wshape) if wshape else 0) + (math.prod(bshape) if bshape else 0)
         if kind == "bn":
             welems = 4 * in_shapes[0][1] if wshape else 2 * in_shapes[0][1]  # scale, shift, mean, var

@@ -20,18 +20,14 @@ from .graph import OpNode
 __all__ = [
     "Region",
     "Dist",
-    "LAYOUTS",
     "STRATEGIES",
     "strategies_for",
-    "strategy_layout",
     "halo_rows",
     "InapplicableStrategy",
 ]
 
-#: Layout kinds: host, replicated, channel-sharded, row-sharded, partial sum.
-LAYOUTS = ("H", "R", "C", "S", "P")
-
-#: Every strategy name and the layout it produces.
+#: Every strategy name and the layout it produces (H host, R replicated,
+#: C channel-sharded, S row-sharded, P partial sum).
 STRATEGIES = {
     "host": "H",
     "replicate": "R",
@@ -139,7 +135,7 @@ class Dist:
     def holders(self) -> tuple[int, ...]:
         return tuple(d for d, r in enumerate(self.parts) if r is not None)
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         return f"{self.kind}(" + ", ".join(f"d{d}:{r}" for d, r in enumerate(self.parts) if r is not None) + ")"
 
 
@@ -175,10 +171,6 @@ def check_strategy(op: OpNode, strategy: str) -> None:
         raise InapplicableStrategy(
             f"strategy {strategy!r} is not applicable to node {op.name!r} (kind {op.kind}); valid: {list(valid)}"
         )
-
-
-def strategy_layout(strategy: str) -> str:
-    return STRATEGIES[strategy]
 
 
 def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]:

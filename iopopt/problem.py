@@ -120,11 +120,6 @@ class Plan(Mapping):
             counts[s] = counts.get(s, 0) + 1
         return f"Plan({len(self)} nodes: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")"
 
-    def replace(self, **changes: str) -> "Plan":
-        d = dict(self._s)
-        d.update(changes)
-        return Plan(d)
-
     def with_(self, changes: Mapping[str, str]) -> "Plan":
         d = dict(self._s)
         d.update(changes)
