@@ -120,6 +120,10 @@ class Plan(Mapping):
             counts[s] = counts.get(s, 0) + 1
         return f"Plan({len(self)} nodes: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")"
 
+    def replace(self, **changes: str) -> "Plan":
+        """A copy with the given node strategies changed (keyword form of :meth:`with_`)."""
+        return self.with_(changes)
+
     def with_(self, changes: Mapping[str, str]) -> "Plan":
         d = dict(self._s)
         d.update(changes)
