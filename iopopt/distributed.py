@@ -79,7 +79,7 @@ from torch import Tensor, nn
 
 from . import kernels
 from .compiler import Program, Resharding, Step
-from .executor import dense_shape, read_region, region_index, write_region
+from .executor import DEFAULT_RTOL, dense_shape, read_region, region_index, write_region
 
 __all__ = [
     "DistributedError",
@@ -254,6 +254,12 @@ def program_fingerprint(program: Program) -> str:
                 for t in ph:
                     h.update(f"{t.src}>{t.dst}:{t.region}:{t.nbytes},".encode())
     return h.hexdigest()[:16]
+
+
+def _default_input(program: Program, seed: int) -> Tensor:
+    """The input :func:`iopopt.verify` draws: standard normal, float64, ``torch.Generator().manual_seed(seed)``."""
+    g = program.problem.graph
+    return torch.randn(g[g.input_name].out_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _rank_job(program: Program, module, x) -> _RankJob:
@@ -660,6 +666,13 @@ def _is_loopback(addr: str) -> bool:
     return addr in ("localhost", "::1") or addr.startswith("127.")
 
 
+def _resolve_ifname(ifname: str | None, addr: str) -> str | None:
+    """``auto``: the loopback interface when ``addr`` is a loopback address, else None (gloo picks)."""
+    if ifname == "auto":
+        return _loopback_ifname() if _is_loopback(addr) else None
+    return ifname
+
+
 def _init_group(rank: int, world: int, addr: str, port: int, timeout_s: float, ifname: str | None, where: _Where):
     import torch.distributed as dist
 
@@ -769,8 +782,7 @@ def launch(
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"launch: k must be a positive integer, got {k!r}")
-    if ifname == "auto":
-        ifname = _loopback_ifname() if _is_loopback(master_addr) else None
+    ifname = _resolve_ifname(ifname, master_addr)
     payload = pickle.dumps(tuple(args), protocol=pickle.HIGHEST_PROTOCOL)
     auto_port = master_port is None
     attempts = 3 if auto_port and init_group else 1
@@ -987,9 +999,6 @@ class DistributedExecutor:
         return self.rank is not None
 
     def _settings(self) -> _Settings:
-        ifname = self.ifname
-        if ifname == "auto":
-            ifname = _loopback_ifname() if _is_loopback(self.master_addr) else None
         return _Settings(
             threads=self.threads,
             dtype=self.dtype,
@@ -998,7 +1007,7 @@ class DistributedExecutor:
             timeout_s=self.timeout_s,
             step_barrier=bool(self.step_barrier),
             fault=self.fault,
-            ifname=ifname,
+            ifname=_resolve_ifname(self.ifname, self.master_addr),
             prepost=bool(self.prepost),
         )
 
@@ -1024,14 +1033,9 @@ class DistributedExecutor:
         k = ks.pop()
         if self.k is not None and self.k != k:
             raise ValueError(f"DistributedExecutor(k={self.k}) cannot run programs compiled for {k} devices")
-        rank_jobs = []
-        for j in jobs:
-            x = j.x
-            if x is None:
-                g = j.program.problem.graph
-                shape = g[g.input_name].out_shape
-                x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-            rank_jobs.append(_rank_job(j.program, j.module, x))
+        rank_jobs = [
+            _rank_job(j.program, j.module, _default_input(j.program, seed) if j.x is None else j.x) for j in jobs
+        ]
         settings = self._settings()
         if self.external:
             if self.world_size != k:
@@ -1051,7 +1055,11 @@ class DistributedExecutor:
                 master_port=self.master_port,
                 ifname=settings.ifname,
             )
-            traces = [_make_trace([per_rank[r][n] for r in range(k)], rank_jobs[n].host) for n in range(len(jobs))]
+            traces = []
+            for n, rj in enumerate(rank_jobs):
+                out = per_rank[rj.host][n][1]  # numpy (see _spawned_jobs)
+                output = None if out is None else torch.from_numpy(out)
+                traces.append(_make_trace([per_rank[r][n][0] for r in range(k)], output, rj.host))
         for t, j in zip(traces, jobs):
             t.program = j.program
         return traces
@@ -1062,10 +1070,8 @@ def _spawned_jobs(rank: int, world: int, jobs, settings: _Settings, where: _Wher
     return [(stats, None if o is None else o.numpy()) for stats, o in out]
 
 
-def _make_trace(per_rank: list, host: int) -> DistributedTrace:
-    stats = [s for s, _ in per_rank]
-    out = per_rank[host][1]
-    output = None if out is None else (torch.from_numpy(out) if not isinstance(out, Tensor) else out)
+def _make_trace(stats: list[RankStats], output: Tensor | None, host: int) -> DistributedTrace:
+    """Latency per timed inference = the maximum over ranks; the trace's latency is their median."""
     n = min(len(s.e2e_s) for s in stats)
     lat = [max(s.e2e_s[j] for s in stats) for j in range(n)]
     return DistributedTrace(output, statistics.median(lat), lat, stats, host)
@@ -1124,13 +1130,10 @@ def run_rank(
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    traces = []
-    for n, (_, output) in enumerate(results):
-        stats = [everyone[r][n] for r in range(world_size)]
-        lat_n = min(len(s.e2e_s) for s in stats)
-        lat = [max(s.e2e_s[j] for s in stats) for j in range(lat_n)]
-        traces.append(DistributedTrace(output, statistics.median(lat), lat, stats, rank_jobs[n].host))
-    return traces
+    return [
+        _make_trace([everyone[r][n] for r in range(world_size)], output, rank_jobs[n].host)
+        for n, (_, output) in enumerate(results)
+    ]
 
 
 # -- verification ---------------------------------------------------------------------------------
@@ -1171,12 +1174,9 @@ def check_trace(program: Program, trace: DistributedTrace, module: nn.Module, x:
     """Compare a trace with the unsplit forward of ``module`` (same tolerance rule as :func:`iopopt.verify`)."""
     import copy
 
-    from .executor import DEFAULT_RTOL
-
     rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
-    g = program.problem.graph
     if x is None:
-        x = torch.randn(g[g.input_name].out_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        x = _default_input(program, seed)
     model = copy.deepcopy(module).to(dtype).eval()
     with torch.no_grad():
         ref = model(x.to(dtype))

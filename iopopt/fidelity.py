@@ -106,10 +106,6 @@ def predict_contention(program, f_solo: float, overhead_s: float, cores: int, th
     return total
 
 
-def _part_bytes(dist, d: int, dtype_bytes: int) -> int:
-    return dist.nbytes(d, dtype_bytes)
-
-
 def step_compute_extended(step, prof: dict, cores: int, threads: int, dtype_bytes: int = 4) -> float:
     """Per-kind compute time of one step (max over active ranks) under core contention."""
     t = step.term
@@ -128,7 +124,7 @@ def step_compute_extended(step, prof: dict, cores: int, threads: int, dtype_byte
         elif op.kind in _POOL_KINDS:
             x = t.flops[d] / prof["pool_flops_per_s"]
         elif op.kind in _MEMORY_KINDS:
-            nbytes = _part_bytes(t.out, d, dtype_bytes) + sum(_part_bytes(r, d, dtype_bytes) for r in t.required)
+            nbytes = t.out.nbytes(d, dtype_bytes) + sum(r.nbytes(d, dtype_bytes) for r in t.required)
             x = nbytes / mem
         else:
             x = t.flops[d] / f_conv
@@ -372,6 +368,7 @@ def plot(points: Sequence[FidelityPoint], path: Path) -> None:
     colors = {m: c for m, c in zip(sorted({p.model for p in points}), ("tab:blue", "tab:orange", "tab:green",
                                                                          "tab:red", "tab:purple"))}
     markers = {2: "o", 3: "s", 4: "^", 5: "D", 6: "v"}
+    summary = summarize(points)
     for ax, attr, title in ((axes[0], "predicted_s", "cost model (profiled)"),
                             (axes[1], "extended_s", "diagnostic: + contention + per-kind rates")):
         for p in points:
@@ -388,7 +385,7 @@ def plot(points: Sequence[FidelityPoint], path: Path) -> None:
         ax.set_ylim(lo, hi)
         ax.set_xlabel("measured latency (ms)")
         ax.set_ylabel("predicted latency (ms)")
-        s = summarize(points)["model" if attr == "predicted_s" else "extended"]
+        s = summary["model" if attr == "predicted_s" else "extended"]
         ax.set_title(f"{title}\nSpearman ρ = {s['spearman']:.2f}, median |error| = {s['mdape'] * 100:.0f}%")
         ax.grid(True, which="both", alpha=0.3)
     handles = [plt.Line2D([], [], color=c, marker="o", ls="", label=m) for m, c in colors.items()]

@@ -109,6 +109,12 @@ def _median_time(fn, repeats: int, warmup: int = 2, min_time_s: float = 0.0) -> 
     return statistics.median(times)
 
 
+def _conv_flops(cin: int, cout: int, k: int, s: int, p: int, h: int) -> int:
+    """FLOPs of one square conv of :data:`CONV_SET` at batch 1 (2·MACs, as :mod:`iopopt.graph` counts)."""
+    ho = (h + 2 * p - k) // s + 1
+    return 2 * cout * ho * ho * cin * k * k
+
+
 def bench_convs(repeats: int = 5, convs=CONV_SET) -> list[dict]:
     """Median time and FLOP/s of every conv of ``convs`` (float32, current thread count)."""
     gen = torch.Generator().manual_seed(0)
@@ -118,8 +124,7 @@ def bench_convs(repeats: int = 5, convs=CONV_SET) -> list[dict]:
             x = torch.randn(1, cin, h, h, generator=gen)
             w = torch.randn(cout, cin, k, k, generator=gen)
             b = torch.randn(cout, generator=gen)
-            ho = (h + 2 * p - k) // s + 1
-            flops = 2 * cout * ho * ho * cin * k * k
+            flops = _conv_flops(cin, cout, k, s, p, h)
             t = _median_time(lambda: F.conv2d(x, w, b, s, p), repeats)
             rows.append({"op": label, "flops": flops, "time_s": t, "flops_per_s": flops / t})
     return rows
@@ -247,9 +252,8 @@ def _throughput_loop(seconds: float, convs=CONV_SET) -> float:
     gen = torch.Generator().manual_seed(4)
     cases = []
     for _, cin, cout, k, s, p, h in convs:
-        ho = (h + 2 * p - k) // s + 1
         cases.append((torch.randn(1, cin, h, h, generator=gen), torch.randn(cout, cin, k, k, generator=gen), s, p,
-                      2 * cout * ho * ho * cin * k * k))
+                      _conv_flops(cin, cout, k, s, p, h)))
     flops = 0
     start = time.perf_counter()
     with torch.inference_mode():
@@ -380,8 +384,8 @@ def run_profile(
         return {n: statistics.mean(r[key][n] for r in per_rank if n in r[key]) for n in ns}
 
     throughput = per_n("throughput")
-    loaded = per_n("exchange_loaded")
-    idle = per_n("exchange_idle")
+    loaded = {str(n): v for n, v in per_n("exchange_loaded").items()}
+    idle = {str(n): v for n, v in per_n("exchange_idle").items()}
     return {
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -403,13 +407,12 @@ def run_profile(
         "concurrent_world": world,
         "concurrent_flops_per_s": {str(n): v for n, v in throughput.items()},
         "concurrent_mean_flops_per_s": throughput[world],
-        "exchange_loaded_s": {str(n): v for n, v in loaded.items()},
-        "exchange_idle_s": {str(n): v for n, v in idle.items()},
+        "exchange_loaded_s": loaded,
+        "exchange_idle_s": idle,
         "pingpong": {str(k): v for k, v in pingpong.items()},
         "network_fit": fit_rows,
         "pingpong_latency_s": alpha,
-        "latency_s": preset_latency({"exchange_loaded_s": {str(n): v for n, v in loaded.items()},
-                                     "pingpong_latency_s": alpha}, ranks),
+        "latency_s": preset_latency({"exchange_loaded_s": loaded, "pingpong_latency_s": alpha}, ranks),
         "bandwidth_bytes_per_s": bandwidth,
         "seconds": time.perf_counter() - t0,
     }
@@ -551,9 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prof["stamp"] = stamp
     c, n = write_presets(prof, out)
     print(f"# {summary_line(prof)} ({prof['seconds']:.1f} s)")
-    for r in prof["convs"] + prof["linears"]:
-        print(f"#   {r['op']:<32} {r['time_s'] * 1e3:8.3f} ms  {r['flops_per_s'] / 1e9:6.2f} GFLOP/s")
-    for r in prof["pools"]:
+    for r in prof["convs"] + prof["linears"] + prof["pools"]:
         print(f"#   {r['op']:<32} {r['time_s'] * 1e3:8.3f} ms  {r['flops_per_s'] / 1e9:6.2f} GFLOP/s")
     for r in prof["elementwise"]:
         print(f"#   {r['op']:<32} {r['time_s'] * 1e3:8.3f} ms  {r['bytes_per_s'] / 1e9:6.2f} GB/s")
