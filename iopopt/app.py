@@ -48,6 +48,7 @@ from .configs import (
 from .results import (
     INSTANCES_FILE,
     RESULT_FILE,
+    base_record,
     display_path,
     error_record,
     per_op_timeline,
@@ -232,17 +233,16 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
         _log_record(rec, path, ctx)
         return rec
     if study == "fidelity":
-        return _run_fidelity(cfg, base, out, started, ctx)
+        return _run_fidelity(cfg, base, out, started)
     return _run_gap(cfg, base, cluster, network, solver, settings, out, started, ctx)
 
 
-def _run_fidelity(cfg, base, out: Path, started: float, ctx: JobContext) -> dict:
+def _run_fidelity(cfg, base, out: Path, started: float) -> dict:
     """``study: fidelity``: real runs over torch.distributed against the calibrated cost model."""
     import json
 
     from .configs import FIDELITY_KEYS, _check_keys, _mapping
     from .fidelity import main as fidelity_main
-    from .results import EXTRA_KEYS, RESULT_KEYS
 
     f = _mapping("fidelity", cfg.fidelity)
     _check_keys("fidelity", f, FIDELITY_KEYS)
@@ -262,12 +262,12 @@ def _run_fidelity(cfg, base, out: Path, started: float, ctx: JobContext) -> dict
     except Exception as exc:
         rec = error_record(base, exc)
     else:
-        rec = {key: None for key in RESULT_KEYS + EXTRA_KEYS}
-        rec.update(base, model=f"fidelity ({summary['n']} plans)", termination="completed")
+        rec = base_record(base)
+        rec.update(model=f"fidelity ({summary['n']} plans)", termination="completed")
         rec["fidelity"] = {"spearman": summary["model"]["spearman"], "median_abs_pct_error": summary["model"]["mdape"],
                            "plans": summary["n"], "report": str(dest / "fidelity.md")}
     rec["job_time_s"] = time.perf_counter() - started
-    path = write_json_atomic(out / RESULT_FILE, rec)
+    write_json_atomic(out / RESULT_FILE, rec)
     log.info("fidelity study: %s; report %s", rec.get("fidelity") or rec.get("error"), display_path(dest / "fidelity.md"))
     return rec
 
@@ -290,12 +290,11 @@ def _run_gap(cfg, base, cluster, network, solver, settings, out: Path, started: 
     jsonl = write_jsonl_atomic(out / INSTANCES_FILE, records)
     terminations = Counter(r["termination"] for r in records)
     latencies = [r["latency_s"] for r in records if r["latency_s"] is not None]
-    summary = error_record(base, RuntimeError("no instance succeeded")) if not latencies else None
-    if summary is None:
-        from .results import RESULT_KEYS, EXTRA_KEYS
-
-        summary = {key: None for key in RESULT_KEYS + EXTRA_KEYS}
-        summary.update(base, termination="completed", solver_time_s=sum(r["solver_time_s"] or 0 for r in records))
+    if not latencies:
+        summary = error_record(base, RuntimeError("no instance succeeded"))
+    else:
+        summary = base_record(base)
+        summary.update(termination="completed", solver_time_s=sum(r["solver_time_s"] or 0 for r in records))
         summary["latency_s"] = sum(latencies) / len(latencies)  # mean over instances, for a sweeper
     seconds = time.perf_counter() - started
     summary.update(

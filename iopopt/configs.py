@@ -118,6 +118,17 @@ def _check_keys(where: str, cfg: Mapping, allowed) -> None:
         )
 
 
+def _import_target(label: str, target: str):
+    """The object ``target`` (``pkg.module.attr``) names; ``label`` (e.g. ``model.target``) heads the error."""
+    mod_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(mod_name), attr)
+    except ImportError as exc:
+        raise ConfigError(f"{label} {target!r} does not import: {exc}") from None
+    except AttributeError:
+        raise ConfigError(f"{label} {target!r}: module {mod_name!r} has no attribute {attr!r}") from None
+
+
 def _positive_number(where: str, value, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
     if ok and (value > 0 or (allow_zero and value == 0)):
@@ -234,13 +245,7 @@ def build_model(spec: ModelSpec):
         except ValueError as exc:
             raise ConfigError(f"model (synthetic): {exc}") from None
     target = s["target"]
-    mod_name, _, attr = target.rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(mod_name), attr)
-    except ImportError as exc:
-        raise ConfigError(f"model.target {target!r} does not import: {exc}") from None
-    except AttributeError:
-        raise ConfigError(f"model.target {target!r}: module {mod_name!r} has no attribute {attr!r}") from None
+    fn = _import_target("model.target", target)
     if not callable(fn):
         raise ConfigError(f"model.target {target!r} is not callable (it is a {type(fn).__name__})")
     try:
@@ -306,13 +311,7 @@ def build_cluster(cfg):
 def _import_class(where: str, target, base: type) -> type:
     if not isinstance(target, str) or "." not in target:
         raise ConfigError(f"{where}._target_ must name a class as 'pkg.module.Class', got {target!r}")
-    mod_name, _, attr = target.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(mod_name), attr)
-    except ImportError as exc:
-        raise ConfigError(f"{where}._target_ {target!r} does not import: {exc}") from None
-    except AttributeError:
-        raise ConfigError(f"{where}._target_ {target!r}: module {mod_name!r} has no attribute {attr!r}") from None
+    cls = _import_target(f"{where}._target_", target)
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{where}._target_ {target!r} is not a {base.__name__} subclass")
     return cls
@@ -355,9 +354,7 @@ def build_network(cfg):
 
 def build_solver(cfg):
     """A :class:`~iopopt.Solver` from a solver config (``_target_`` + constructor settings)."""
-    from .solver import Solver
-
-    from .solver import SolverError
+    from .solver import Solver, SolverError
 
     cls, settings = _instantiate("solver", cfg, Solver)
     try:
@@ -443,11 +440,6 @@ def group_options(conf_dir, group: str) -> list[str]:
 
     root = Path(conf_dir) / group
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
-
-
-def _override_value(o) -> str:
-    """The value of a parsed override as the user typed it."""
-    return o.get_value_string()
 
 
 def _chosen_options(o, group: str, available: list[str]) -> list[str] | None:
@@ -575,15 +567,13 @@ def check_overrides(overrides: list[str], conf_dir) -> None:
             choices[key] = chosen or []
         else:
             keyed.append(o)
-    if not keyed:
+    if not keyed or "experiment" in unsure:
         return
     primary = _yaml(conf_dir / "config.yaml")
     defaults = {}
     for entry in primary.get("defaults") or ():
         if isinstance(entry, Mapping):
             defaults.update(entry)
-    if "experiment" in unsure:
-        return
     experiments = [e for e in choices.get("experiment", [defaults.get("experiment")]) if e]
     exp_trees = [_yaml(conf_dir / "experiment" / f"{e}.yaml") for e in experiments]
     top = {k: v for k, v in primary.items() if k not in ("defaults", "hydra")}
@@ -602,7 +592,7 @@ def check_overrides(overrides: list[str], conf_dir) -> None:
         choices[group] = [p for p in dict.fromkeys(picked) if p]
     for o in keyed:
         parts = o.key_or_group.split(".")
-        value = _override_value(o)
+        value = o.get_value_string()
         if parts[0] in GROUPS[:-1]:
             group = parts[0]
             if group in unsure:

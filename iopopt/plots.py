@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .report import BASELINE, GREEDY, OPTIMAL_RTOL, PAIRS, REFERENCE, _solver_key
+
 __all__ = ["write_plots", "plot_timeline"]
 
-_GREEDY = "greedy_iop"
-_PAIRS = "ilp_pairs"
 _MAX_PANELS = 12
 
 
@@ -93,7 +93,7 @@ def plot_timeline(record: dict, path: Path) -> Path | None:
 
 def _timelines(records: list[dict], root: Path, limit: int) -> list[Path]:
     """Timelines of the greedy's and CoEdge's plans first (side by side per instance), then the others."""
-    first = {_GREEDY: 0, "coedge": 0}
+    first = {GREEDY: 0, BASELINE: 0}
     ordered = sorted(range(len(records)), key=lambda i: (first.get(records[i].get("solver"), 1), i))
     out = []
     for rec in (records[i] for i in ordered):
@@ -111,11 +111,11 @@ def _timelines(records: list[dict], root: Path, limit: int) -> list[Path]:
 
 def _plain_log_axis(axis, values=None) -> None:
     """Log axis with plain-number tick labels (10, 50, 100 rather than 10^1, 5x10^1)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     fmt = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
     if values is not None:  # ticks exactly at the values plotted (e.g. the bandwidths of the sweep)
-        axis.set_major_locator(__import__("matplotlib.ticker", fromlist=["FixedLocator"]).FixedLocator(values))
+        axis.set_major_locator(FixedLocator(values))
         axis.set_minor_locator(NullLocator())
     else:
         lo, hi = axis.get_view_interval()
@@ -154,8 +154,6 @@ def _latency_vs_bandwidth(df: pd.DataFrame, root: Path) -> Path | None:
     plt = _plt()
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-
-    from .report import _solver_key
 
     many_models = ok["model"].nunique() > 4
     ok["y"] = ok["latency_s"] / ok["lower_bound_s"] if many_models else ok["latency_s"] * 1e3
@@ -208,16 +206,14 @@ def _latency_vs_bandwidth(df: pd.DataFrame, root: Path) -> Path | None:
 
 
 def _gap_hist(df: pd.DataFrame, root: Path, reference: str) -> Path | None:
-    from .report import OPTIMAL_RTOL
-
-    greedy = df[df["solver"].eq(_GREEDY) & df["ref_optimal"] & df["gap_vs_ref"].notna()]
-    pairs = df[df["solver"].eq(_PAIRS) & df["termination"].eq("optimal") & df["latency_s"].notna()]
-    g_lat = df[df["solver"].eq(_GREEDY) & df["latency_s"].notna()].groupby("instance")["latency_s"].first()
+    greedy = df[df["solver"].eq(GREEDY) & df["ref_optimal"] & df["gap_vs_ref"].notna()]
+    pairs = df[df["solver"].eq(PAIRS) & df["termination"].eq("optimal") & df["latency_s"].notna()]
+    g_lat = df[df["solver"].eq(GREEDY) & df["latency_s"].notna()].groupby("instance")["latency_s"].first()
     p_lat = pairs.groupby("instance")["latency_s"].first()
     algo = (g_lat / p_lat - 1.0).dropna()
-    panels = [(f"{_GREEDY} vs {reference} (proven optimal)", greedy["gap_vs_ref"])]
-    if len(algo) and reference != _PAIRS:
-        panels.append((f"{_GREEDY} vs {_PAIRS} (optimum of its own decision space)", algo))
+    panels = [(f"{GREEDY} vs {reference} (proven optimal)", greedy["gap_vs_ref"])]
+    if len(algo) and reference != PAIRS:
+        panels.append((f"{GREEDY} vs {PAIRS} (optimum of its own decision space)", algo))
     panels = [(t, g) for t, g in panels if len(g)]
     if not panels:
         return None
@@ -264,8 +260,6 @@ def _peak_memory(records: list[dict], root: Path) -> Path | None:
     chosen = chosen[:_MAX_PANELS]
     plt = _plt()
     from matplotlib.patches import Patch
-
-    from .report import _solver_key
 
     models = list(dict.fromkeys(str(r.get("model")) for r, _ in chosen))
     per_model = max(sum(str(r.get("model")) == m for r, _ in chosen) for m in models)
@@ -318,8 +312,6 @@ def _solver_time(df: pd.DataFrame, root: Path) -> Path | None:
     plt = _plt()
     ks = sorted(ok["k"].dropna().unique())
     fig, axes = plt.subplots(1, len(ks), figsize=(4.6 * len(ks), 3.6), squeeze=False, sharey=True)
-    from .report import _solver_key
-
     for ax, k in zip(axes.flat, ks):
         sel = ok[ok["k"] == k]
         for solver in sorted(sel["solver"].unique(), key=_solver_key):
@@ -327,7 +319,7 @@ def _solver_time(df: pd.DataFrame, root: Path) -> Path | None:
             ax.plot(g.index, g.values.clip(min=1e-6), "-o", markersize=3, label=solver)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(_plt().NullFormatter())
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("graph nodes")
         ax.set_title(f"{int(k)} devices", fontsize=9)
         ax.grid(True, alpha=0.3)
@@ -338,7 +330,7 @@ def _solver_time(df: pd.DataFrame, root: Path) -> Path | None:
 
 
 def write_plots(df: pd.DataFrame, records: list[dict], root: Path, max_timelines: int = 24,
-                reference: str = "ilp") -> list[Path]:
+                reference: str = REFERENCE) -> list[Path]:
     """Write every plot that the data supports; returns their paths."""
     out = [
         _latency_vs_bandwidth(df, root),

@@ -471,7 +471,6 @@ def _instance_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference: str, baseline: str) -> str:
     """The text of ``summary.md``."""
-    n_err = int(df["termination"].eq("error").sum())
     terms = ", ".join(f"{k}: {v}" for k, v in df["termination"].value_counts().items())
     out = [
         f"# Sweep summary: `{root}`\n",

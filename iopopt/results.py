@@ -22,6 +22,7 @@ __all__ = [
     "VERIFY_KEYS",
     "RESULT_FILE",
     "INSTANCES_FILE",
+    "base_record",
     "solved_record",
     "error_record",
     "per_op_timeline",
@@ -111,7 +112,8 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _base(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any] | None = None) -> dict:
+def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any] | None = None) -> dict:
+    """A record with every key None except the ``names`` (and the ``problem``'s figures, when given)."""
     rec: dict[str, Any] = {key: None for key in RESULT_KEYS}
     rec.update({key: None for key in EXTRA_KEYS})
     for key in ("model", "cluster", "network", "solver", "instance", "study", "job", "overrides", "torch_threads"):
@@ -180,7 +182,7 @@ def solved_record(
     ``result`` is a :class:`~iopopt.SolveResult`; ``report`` the cost report
     of its plan (None when the solver found no plan).
     """
-    rec = _base(names, problem, extras)
+    rec = base_record(names, problem, extras)
     rec.update(
         termination=result.termination,
         solver_time_s=result.wall_time_s,
@@ -220,7 +222,7 @@ def error_record(names: Mapping[str, Any], exc: BaseException, problem=None, par
     ``partial`` is what was recorded before the failure (e.g. a solved
     record whose verification then raised); its figures are kept.
     """
-    rec = dict(partial) if partial is not None else _base(names, problem)
+    rec = dict(partial) if partial is not None else base_record(names, problem)
     if partial is not None and partial.get("termination") not in (None, "error"):
         rec["solver_termination"] = partial["termination"]  # why the solver stopped, before the failure
     rec.update(termination="error", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
@@ -238,7 +240,6 @@ def display_path(path: str | os.PathLike) -> str:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (temporary file in the same directory, then rename)."""
-    path = Path(path)
     return write_text_atomic(path, json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
