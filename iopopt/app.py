@@ -163,11 +163,13 @@ def solve_instance(
         return error_record(names, exc, problem)
     rec = None
     try:
-        report = per_op = None
-        if result.plan is not None:
-            program = compile_plan(problem, result.plan)
-            report = evaluate_program(program)
-            per_op = per_op_timeline(program) if save_per_op else None
+        # Solver.solve has already costed the plan (result.report); compile only for the timeline
+        report = result.report if result.plan is not None else None
+        if result.plan is not None and report is None:  # a result not made by Solver.solve
+            report = evaluate_program(compile_plan(problem, result.plan))
+        per_op = None
+        if result.plan is not None and save_per_op:
+            per_op = per_op_timeline(compile_plan(problem, result.plan, validate=False))
         rec = solved_record(names, problem, result, report, per_op=per_op)
         if verify and result.plan is not None:
             rec["verify"] = _verify(problem, result.plan, module)

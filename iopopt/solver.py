@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .cost import evaluate
+from .cost import CostReport, evaluate
 from .problem import Plan, Problem
 
 __all__ = [
@@ -74,6 +74,8 @@ class SolveResult:
     wall_time_s: float = 0.0
     solver_objective: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: The cost model's report of ``plan``, filled in by :meth:`Solver.solve` (which computes it anyway).
+    report: CostReport | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.termination not in TERMINATIONS:
@@ -149,6 +151,7 @@ class Solver(ABC):
             solver_objective=own,
             wall_time_s=wall,
             extra=extra,
+            report=report,
         )
 
 
