@@ -17,11 +17,13 @@ the compiler inserts whatever resharding the chosen layouts need.
 from __future__ import annotations
 
 import random
+from typing import Mapping
 
 from .layouts import strategies_for
+from .pairs import base_plan
 from .problem import Plan
 
-__all__ = ["all_host", "all_oc", "coedge", "alternating", "random_plan", "PLAN_KINDS", "build_plan"]
+__all__ = ["all_host", "all_oc", "coedge", "alternating", "random_plan", "draw_plan", "PLAN_KINDS", "build_plan"]
 
 
 def _pick(op, preferred: tuple[str, ...]) -> str:
@@ -32,7 +34,7 @@ def _pick(op, preferred: tuple[str, ...]) -> str:
     return "host"
 
 
-def _finish(problem, strategies: dict[str, str]) -> Plan:
+def _finish(problem, strategies: Mapping[str, str]) -> Plan:
     plan = Plan(strategies)
     plan.validate(problem)
     return plan
@@ -47,21 +49,17 @@ def all_oc(problem) -> Plan:
     """Every conv/linear ``oc``; every other node ``channel`` (``host`` where it has no channel strategy).
 
     The gather the ``oc`` strategy needs before each conv/linear (its input is
-    replicated) is the resharding the compiler emits.
+    replicated) is the resharding the compiler emits. The same plan as
+    :func:`iopopt.pairs.base_plan` ``"oc"``.
     """
-    out = {}
-    for op in problem.graph:
-        out[op.name] = "oc" if op.kind in ("conv", "linear") else _pick(op, ("channel",))
-    return _finish(problem, out)
+    return _finish(problem, base_plan(problem, "oc"))
 
 
 def coedge(problem) -> Plan:
     """CoEdge-style: every 4-D node that can split rows does (convs and their channel-wise followers, adds,
-    concats); linear layers, flatten, 2-D nodes and ops without a row strategy run on the host."""
-    out = {}
-    for op in problem.graph:
-        out[op.name] = _pick(op, ("rows",)) if op.kind != "linear" else "host"
-    return _finish(problem, out)
+    concats); linear layers, flatten, 2-D nodes and ops without a row strategy run on the host.
+    The same plan as :func:`iopopt.pairs.base_plan` ``"coedge"``."""
+    return _finish(problem, base_plan(problem, "coedge"))
 
 
 def alternating(problem) -> Plan:
@@ -86,10 +84,18 @@ def alternating(problem) -> Plan:
 
 
 def random_plan(problem, seed: int) -> Plan:
-    """A seeded random valid plan: per node (topological order) a uniform choice among its applicable
-    strategies whose input edges are feasible given the producers' choices (only a ``partial`` add
-    needs its inputs to be partial sums, so a feasible choice always exists)."""
-    rng = random.Random(seed)
+    """A seeded random valid plan: :func:`draw_plan` with ``random.Random(seed)``, validated."""
+    return _finish(problem, draw_plan(problem, random.Random(seed)))
+
+
+def draw_plan(problem, rng: random.Random) -> Plan:
+    """A random valid plan drawn with ``rng`` (not re-validated: valid by construction).
+
+    Per node (topological order) a uniform choice among its applicable
+    strategies whose input edges are feasible given the producers' choices
+    (only a ``partial`` add needs its inputs to be partial sums, so a feasible
+    choice always exists): rejection sampling done per node instead of per plan.
+    """
     t = problem.tables
     out: dict[str, str] = {}
     for op in problem.graph:
@@ -99,7 +105,7 @@ def random_plan(problem, seed: int) -> Plan:
             if all(t.edge(src, op.name, i, out[src], s) is not None for i, src in enumerate(op.inputs))
         ]
         out[op.name] = rng.choice(options)
-    return _finish(problem, out)
+    return Plan(out)
 
 
 #: The deterministic plan families by name.

@@ -19,14 +19,17 @@ import random
 from iopopt.cost import latency
 from iopopt.layouts import STRATEGIES
 from iopopt.pairs import BASES, base_plan
+from iopopt.plans import draw_plan
 from iopopt.problem import InvalidPlan, Plan, Problem
 from iopopt.solver import SolveResult, Solver, SolverError
 
 __all__ = ["Single", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans"]
 
 
-def _completed(name: str, problem: Problem, plan: Plan, **extra) -> SolveResult:
-    return SolveResult(name, "completed", plan, objective=latency(problem, plan), extra=extra)
+def _completed(name: str, problem: Problem, plan: Plan, objective: float | None = None, **extra) -> SolveResult:
+    if objective is None:
+        objective = latency(problem, plan)
+    return SolveResult(name, "completed", plan, objective=objective, extra=extra)
 
 
 class Single(Solver):
@@ -89,16 +92,17 @@ class BestUniform(Solver):
         plans = uniform_plans(problem)
         costs = {name: latency(problem, plan) for name, plan in plans.items()}
         chosen = min(costs, key=costs.__getitem__)  # min keeps the first of equal costs
-        return _completed(self.name, problem, plans[chosen], chosen=chosen, candidates=costs)
+        return _completed(self.name, problem, plans[chosen], costs[chosen], chosen=chosen, candidates=costs)
 
 
 class RandomPlan(Solver):
     """The best of ``samples`` random valid plans drawn with ``random.Random(seed)``.
 
-    Each plan picks, in topological order, a uniformly random strategy among
-    those of the node that keep every input edge feasible (only an ``add`` in
-    ``partial`` needs partial-sum inputs; ``host`` is always feasible), which
-    is rejection sampling done per node instead of per plan.
+    Each plan is :func:`iopopt.plans.draw_plan`: in topological order, a
+    uniformly random strategy among those of the node that keep every input
+    edge feasible (only an ``add`` in ``partial`` needs partial-sum inputs;
+    ``host`` is always feasible), which is rejection sampling done per node
+    instead of per plan.
     """
 
     name = "random"
@@ -115,21 +119,8 @@ class RandomPlan(Solver):
         rng = random.Random(self.seed)
         best_plan, best = None, float("inf")
         for _ in range(self.samples):
-            plan = self._draw(problem, rng)
+            plan = draw_plan(problem, rng)
             cost = latency(problem, plan)
             if cost < best:
                 best_plan, best = plan, cost
         return SolveResult(self.name, "completed", best_plan, objective=best, extra={"samples": self.samples})
-
-    @staticmethod
-    def _draw(problem: Problem, rng: random.Random) -> Plan:
-        tables = problem.tables
-        chosen: dict[str, str] = {}
-        for op in problem.graph:
-            feasible = [
-                s
-                for s in problem.strategies(op.name)
-                if all(tables.edge(src, op.name, i, chosen[src], s) is not None for i, src in enumerate(op.inputs))
-            ]
-            chosen[op.name] = rng.choice(feasible)
-        return Plan(chosen)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from iopopt.cost import evaluate
+from iopopt.cost import evaluate, latency
 from iopopt.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
 from iopopt.problem import Plan, Problem
 from iopopt.solver import SolveResult, Solver, SolverError
@@ -40,9 +40,6 @@ class DpSolver(Solver):
 
     name = "dp"
     exact = True
-
-    def __init__(self):
-        pass
 
     def _solve(self, problem: Problem) -> SolveResult:
         g, t = problem.graph, problem.tables
@@ -74,7 +71,7 @@ class DpSolver(Solver):
             plan[name] = s
             s = back[name][s]
         plan = Plan({n: plan[n] for n in g.order})
-        objective = evaluate(problem, plan).latency_s
+        objective = latency(problem, plan)
         extra = {"memory": "ignored: dp minimises latency only"}
         return SolveResult(self.name, "optimal", plan, objective=objective, bound=objective, extra=extra)
 

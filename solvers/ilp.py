@@ -36,7 +36,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from iopopt.cost import evaluate, latency
+from iopopt.cost import latency
 from iopopt.pairs import BASES, Pair, apply_pairs, base_plan, candidate_pairs
 from iopopt.problem import Plan, Problem
 from iopopt.solver import SolveResult, Solver, SolverError
@@ -172,7 +172,7 @@ class IlpSolver(Solver):
                 return SolveResult(self.name, "time_limit", None, bound=_unscale(backend_bound, model), extra=extra)
             raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['pulp_status_raw']})")
 
-        objective = evaluate(problem, plan).latency_s  # the figure Solver.solve reports
+        objective = latency(problem, plan)  # the figure Solver.solve reports
         obj_value = pulp.value(model.prob.objective)
         extra["backend_objective_s"] = None if obj_value is None else obj_value / model.scale
         bound = _unscale(backend_bound, model)
@@ -373,7 +373,7 @@ def _build(pulp, problem: Problem, space: str, base: str, memory: str) -> _Model
         y[(u, v, i)] = ye
 
     # objective, in units that keep the backend's tolerances far below 1e-9 relative -------
-    ref = latency(problem, base_p if base_p is not None else Plan({n: "host" for n in g.order}))
+    ref = latency(problem, base_p if base_p is not None else problem.plan({}))
     scale = 1e3 / ref if ref > 0 and math.isfinite(ref) else 1.0
     obj = [(t.node(n, s).compute_s * scale, x[n][s]) for n in g.order for s in domains[n]]
     for (u, v, i), ye in y.items():
