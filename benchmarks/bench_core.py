@@ -17,7 +17,7 @@ from _machine import machine, median  # noqa: E402
 
 import iopopt  # noqa: E402
 from iopopt import zoo  # noqa: E402
-from iopopt.layouts import strategies_for  # noqa: E402
+from iopopt.model.layouts import strategies_for  # noqa: E402
 from iopopt.network import SharedNetwork  # noqa: E402
 
 

@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 from iopopt import Cluster, Problem, evaluate, trace, zoo  # noqa: E402
 from iopopt.network import NetworkModel, make_network  # noqa: E402
-from solvers.greedy_iop import GreedyIop  # noqa: E402
+from iopopt.solvers.greedy_iop import GreedyIop  # noqa: E402
 
 TARGET_S = 0.5
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import iopopt  # noqa: E402
 from iopopt import Cluster, Device, Problem  # noqa: E402
 from iopopt.network import SharedNetwork, SwitchedNetwork  # noqa: E402
-from iopopt.synthetic import random_cnn  # noqa: E402
-from solvers.ilp import IlpSolver  # noqa: E402
+from iopopt.frontend.synthetic import random_cnn  # noqa: E402
+from iopopt.solvers.ilp import IlpSolver  # noqa: E402
 
 NETWORKS = {
     "gigabit": SwitchedNetwork(125e6, 1e-4),

@@ -33,7 +33,7 @@ from joblib import Parallel, delayed
 import iopopt
 from iopopt import Cluster, Device, zoo
 from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.solver import ObjectiveMismatch, SolverError, make_solver, solver_configs
+from iopopt.solvers import ObjectiveMismatch, SolverError, make_solver, solver_configs
 
 MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2", "inception_mini")
 DEVICES = (2, 3, 4, 6, 8)

@@ -11,7 +11,7 @@ Run from the repository root::
 
 import sys
 
-from iopopt.fidelity import main
+from iopopt.studies.fidelity import main
 
 if __name__ == "__main__":
     sys.exit(main())

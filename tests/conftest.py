@@ -5,6 +5,7 @@ unless ``--runslow`` is given: ``.venv/bin/python -m pytest --runslow -m slow``.
 """
 
 import pytest
+from hypothesis import settings
 import torch
 
 torch.set_num_threads(1)
@@ -21,3 +22,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# Property tests draw the same examples on every run (reproducible CI); explore new ones with
+# `pytest --hypothesis-profile=explore`.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("repeatable")

@@ -23,9 +23,12 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import iopopt
-from iopopt import configs
-from iopopt.app import JobContext, run
-from iopopt.cluster import Cluster
+import iopopt.app.jobs
+from iopopt.app import configs
+from iopopt.app import overrides as override_check
+from iopopt.app.context import JobContext
+from iopopt.app.jobs import run
+from iopopt.model.cluster import Cluster
 from iopopt.network import NetworkModel
 from iopopt.results import (
     INSTANCES_FILE,
@@ -35,7 +38,7 @@ from iopopt.results import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from iopopt.solver import CONF_DIR, Solver
+from iopopt.solvers import CONF_DIR, Solver
 
 REPO = CONF_DIR.parent
 PYTHON = sys.executable
@@ -204,7 +207,7 @@ def test_verification_error_is_recorded_with_the_figures(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("executor exploded")
 
-    monkeypatch.setattr(iopopt.app, "_verify", broken)
+    monkeypatch.setattr(iopopt.app.jobs, "_verify", broken)
     rec = run_in(tmp_path, "model=tiny_chain", "solver=coedge", "verify=true")
     assert rec["termination"] == "error" and rec["error"] == "RuntimeError: executor exploded"
     assert rec["latency_s"] > 0 and rec["per_device"]  # what was computed before the failure is kept
@@ -365,10 +368,10 @@ OVERRIDE_CHECKS = {
 def test_command_line_overrides_are_checked_before_hydra(case):
     overrides, needles = OVERRIDE_CHECKS[case]
     if needles is None:
-        configs.check_overrides(overrides, CONF_DIR)
+        override_check.check_overrides(overrides, CONF_DIR)
         return
     with pytest.raises(configs.ConfigError) as info:
-        configs.check_overrides(overrides, CONF_DIR)
+        override_check.check_overrides(overrides, CONF_DIR)
     msg = str(info.value)
     assert "\n" not in msg
     for needle in needles:
@@ -560,7 +563,7 @@ def test_paper_table_only_for_sweeps_with_coedge_and_greedy():
 
 
 def test_sweep_size_counts_the_basic_sweepers_jobs():
-    from iopopt.callbacks import sweep_size
+    from iopopt.app.callbacks import sweep_size
 
     cfg = compose_cfg("experiment=paper", hydra_cfg=True)
     assert sweep_size(cfg) == 108

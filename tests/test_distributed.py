@@ -230,7 +230,7 @@ def test_zoo_distributed(name, k):
 
 
 def test_network_fit_recovers_alpha_and_bandwidth():
-    from iopopt.profile import fit_network
+    from iopopt.studies.profile import fit_network
 
     alpha, bw = 60e-6, 2e9
     pp = {s: alpha + s / bw for s in (4, 1024, 65536, 1 << 20, 4 << 20)}
@@ -252,7 +252,7 @@ def _fake_profile(ranks=4):
 
 
 def test_presets_load_as_cluster_and_network(tmp_path):
-    from iopopt.profile import load_presets, preset_flops, preset_latency, write_presets
+    from iopopt.studies.profile import load_presets, preset_flops, preset_latency, write_presets
 
     prof = _fake_profile()
     write_presets(prof, tmp_path)
@@ -267,7 +267,7 @@ def test_presets_load_as_cluster_and_network(tmp_path):
 
 def test_contention_prediction_equals_model_when_ranks_fit_the_cores():
     from iopopt.cost import evaluate_program
-    from iopopt.fidelity import predict_contention, predict_extended
+    from iopopt.studies.fidelity import predict_contention, predict_extended
 
     module, graph = _model("tiny_residual", None)
     problem = Problem(graph, Cluster.homogeneous(2, 8e10, op_overhead_s=3e-6), NETWORK)

@@ -12,16 +12,18 @@ import random
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import iopopt
 from iopopt import Cluster, Device, Problem, compile_plan, plans, zoo
-from iopopt.executor import Faults, SimulatedExecutor, verify
-from iopopt.kernels import weight_shard
+from iopopt.exec.simulated import Faults, SimulatedExecutor
+from iopopt.exec.verify import verify
+from iopopt.compile import terms
+from iopopt.exec.kernels import weight_shard
 from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.synthetic import SyntheticCNN, random_cnn
+from iopopt.frontend.synthetic import SyntheticCNN, random_cnn
 
 torch.set_num_threads(1)
 
@@ -41,6 +43,12 @@ def network(kind: str):
 
 def problem_of(module, shape, k, net="shared", **cl) -> Problem:
     return Problem(iopopt.trace(module, shape), cluster(k, **cl), network(net))
+
+
+def reference_is_finite(module, shape) -> bool:
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        return bool(torch.isfinite(copy.deepcopy(module).double()(x)).all())
 
 
 def assert_verified(problem, plan, module, dtype=torch.float64):
@@ -307,6 +315,7 @@ def partial_heavy(problem, seed: int):
 )
 def test_random_cnns_random_plans(net, k, net_kind, split, host, plan_seed):
     module, shape = net
+    assume(reference_is_finite(module, shape))  # e.g. a max-pool window wholly in the padding gives -inf
     problem = problem_of(module, shape, k, net_kind, split=split, host=host % k)
     assert_verified(problem, plans.random_plan(problem, plan_seed), module)
     assert_verified(problem, partial_heavy(problem, plan_seed), module)
@@ -351,7 +360,7 @@ def test_partial_sum_adds(consumer, k):
 def test_weight_shards_slice_the_real_weights(tiny):
     module, shape = tiny["tiny_chain"]
     problem = problem_of(module, shape, 3)
-    t = problem.tables
+    t = terms(problem)
     conv = problem.graph["conv2"]
     w, b = module.conv2.weight.detach(), module.conv2.bias.detach()
     oc = t.node("conv2", "oc")
@@ -452,7 +461,7 @@ def test_plan_builders(tiny):
     with pytest.raises(ValueError, match="valid"):
         plans.build_plan(problem, "nope")
     # the same baselines as the greedy's base plans
-    from iopopt.pairs import base_plan
+    from iopopt.space.pairs import base_plan
 
     assert base_plan(problem, "coedge") == ce and base_plan(problem, "oc") == oc
 

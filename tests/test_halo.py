@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iopopt.graph import OpNode
-from iopopt.layouts import halo_rows
+from iopopt.model.graph import OpNode
+from iopopt.model.layouts import halo_rows
 
 torch.set_num_threads(1)
 

@@ -14,16 +14,16 @@ import torch
 from torch import nn
 
 from iopopt import Cluster, Problem, evaluate, trace, zoo
-from iopopt.layouts import STRATEGIES
+from iopopt.model.layouts import STRATEGIES
 from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
-from iopopt.problem import InvalidPlan
-from iopopt.solver import SolverError, make_solver
-from iopopt.synthetic import random_cnn
-from iopopt.testing import contract_problems
-from iopopt.zoo import init_weights
-from solvers.baselines import BestUniform, RandomPlan
-from solvers.greedy_iop import BENEFIT_RTOL, GreedyIop
+from iopopt.space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
+from iopopt.model.problem import InvalidPlan
+from iopopt.solvers import SolverError, make_solver
+from iopopt.frontend.synthetic import random_cnn
+from iopopt.solvers.testing import contract_problems
+from iopopt.frontend.zoo import init_weights
+from iopopt.solvers.baselines import BestUniform, RandomPlan
+from iopopt.solvers.greedy_iop import BENEFIT_RTOL, GreedyIop
 
 torch.set_num_threads(1)
 
@@ -210,7 +210,8 @@ SOLVERS = ["greedy_iop", "single", "coedge", "oc", "best_uniform", "random"]
 def test_memory_violation_is_reported(name):
     problem = problem_for("chain0-k2-shared", memory_bytes=1000)
     result = make_solver(name).solve(problem)
-    assert result.termination == "memory_exceeded"
+    # why the heuristic stopped stays apart from whether its plan fits
+    assert result.termination == "completed" and result.memory_fits is False and not result.ok
     violations = result.extra["memory_violations"]
     assert violations and all("capacity 1000 B" in v for v in violations)
     assert result.plan is not None and result.objective == pytest.approx(cost(problem, result.plan), rel=1e-12)

@@ -140,7 +140,7 @@ def test_evaluate_takes_a_mapping_and_rejects_other_plans(problem):
 
 
 def test_unknown_solver_setting_lists_the_valid_ones():
-    from iopopt.solver import SolverError, make_solver
+    from iopopt.solvers import SolverError, make_solver
 
     with pytest.raises(SolverError, match=r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute'\]"):
         make_solver("greedy_iop", foo=1)

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from iopopt.compiler import reshard
-from iopopt.layouts import Dist, Region
+from iopopt.compile import reshard
+from iopopt.model.layouts import Dist, Region
 from iopopt.network import SharedNetwork, SwitchedNetwork
 
 SHAPE = (1, 4, 6, 2)
@@ -142,7 +142,7 @@ def test_p_to_h_only_holders_send():
 
 def test_p_to_r_reduce_scatter_then_all_gather():
     blocks = (((0, 2),), ((2, 3),), ((3, 4),))
-    res = reshard(P(), R(), B, blocks=blocks)
+    res = reshard(P(), R(), B, channel_blocks=blocks)
     assert len(res.phases) == 2
     ch = [2, 1, 1]
     phase1 = Counter((t.src, t.dst, t.nbytes) for t in res.phases[0])
@@ -184,5 +184,5 @@ def test_switched_network_full_duplex():
 
 def test_phases_add_up():
     net = SharedNetwork(bandwidth_bytes_per_s=1000.0, latency_s=0.0)
-    res = reshard(P(), R(), B, network=net, blocks=(((0, 2),), ((2, 3),), ((3, 4),)))
+    res = reshard(P(), R(), B, network=net, channel_blocks=(((0, 2),), ((2, 3),), ((3, 4),)))
     assert res.time_s == pytest.approx(res.nbytes / 1000.0, rel=1e-12)

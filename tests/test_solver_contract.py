@@ -10,8 +10,8 @@ import textwrap
 import pytest
 import torch
 
-from iopopt.solver import ObjectiveMismatch, SolveResult, Solver, SolverError, make_solver, solver_configs
-from iopopt.testing import (
+from iopopt.solvers import ObjectiveMismatch, SolveResult, Solver, SolverError, make_solver, solver_configs
+from iopopt.solvers.testing import (
     CASE_IDS,
     ContractViolation,
     SolverContract,
@@ -56,7 +56,7 @@ def test_contract_problems_are_small_and_distinct():
 def test_memory_case_binds():
     """The memory case leaves the all-host plan out but some plan in."""
     from iopopt import evaluate
-    from iopopt.pairs import base_plan
+    from iopopt.space.pairs import base_plan
 
     problem = contract_case("dag10-k2-memory").problem
     assert not evaluate(problem, problem.plan({})).fits_memory
@@ -68,7 +68,7 @@ def test_memory_case_binds():
 _PLUGIN = '''
 """A solver written outside iopopt: the best of all-host and all-replicate."""
 from iopopt.cost import latency
-from iopopt.solver import Solver, SolveResult
+from iopopt.solvers import Solver, SolveResult
 
 
 class MySolver(Solver):
@@ -162,7 +162,7 @@ class _Silent(Solver):
 
 
 def test_refusal_must_say_why():
-    from iopopt.testing import solve_or_refusal
+    from iopopt.solvers.testing import solve_or_refusal
 
     with pytest.raises(ContractViolation, match="without saying why"):
         solve_or_refusal(_Silent(), contract_problems()[0].problem)

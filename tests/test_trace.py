@@ -6,7 +6,7 @@ from torch import nn
 
 import iopopt
 from iopopt import zoo
-from iopopt.graph import UnsupportedOperator
+from iopopt import UnsupportedOperator
 
 torch.set_num_threads(1)
 

@@ -1,0 +1,87 @@
+"""Hydra callbacks of the application (registered in ``conf/config.yaml`` under ``hydra.callbacks``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["ReportCallback", "sweep_size"]
+
+log = logging.getLogger("iopopt")
+
+
+class _ConfOptions:
+    """The one method of Hydra's config loader that ``glob(...)`` sweeps need: a group's options."""
+
+    def get_group_options(self, group: str, results_filter: Any = None, config_name: Any = None,
+                          overrides: Any = None) -> list[str]:
+        from ..solvers.registry import CONF_DIR
+        from .overrides import group_options
+
+        return group_options(CONF_DIR, group)
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs Hydra's basic sweeper makes of ``config`` (None for another sweeper or when unsure)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    if not target.endswith("BasicSweeper"):
+        return None
+    try:  # the sweeper's own arithmetic: its params, then the command line (the later one wins)
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        args = [f"{k}={v}" for k, v in params.items()]
+        args += list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
+        overrides = OverridesParser.create(config_loader=_ConfOptions()).parse_overrides(args)
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    except Exception:
+        return None
+
+
+class ReportCallback(Callback):
+    """Writes ``summary.csv``, ``summary.md`` and plots next to ``multirun.yaml`` when a sweep ends.
+
+    When the sweep starts it logs the number of jobs and where they go, and
+    tells the jobs the total (so each logs ``[i/N] …``).
+
+    Parameters
+    ----------
+    plots : bool
+        Also write the PNG plots.
+    max_timelines : int
+        At most this many per-plan timeline plots.
+    """
+
+    def __init__(self, plots: bool = True, max_timelines: int = 24) -> None:
+        self.plots = plots
+        self.max_timelines = max_timelines
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from ..results.io import display_path
+        from .context import SWEEP_JOBS_ENV
+
+        n = sweep_size(config)
+        if n is not None:
+            os.environ[SWEEP_JOBS_ENV] = str(n)  # inherited by launcher worker processes
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "").rpartition(".")[2]
+        log.info("sweep: %s jobs (%s) writing to %s/", "?" if n is None else n, launcher or "launcher",
+                 display_path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from ..report.build import build_report, written_line
+        from .context import SWEEP_JOBS_ENV
+
+        os.environ.pop(SWEEP_JOBS_ENV, None)
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            written = build_report(sweep_dir, plots=self.plots, max_timelines=self.max_timelines, echo=True)
+        except Exception:  # a broken report must not hide the results the jobs wrote
+            log.exception("building the report in %s failed; rebuild it with `iopopt-report %s`", sweep_dir, sweep_dir)
+            return
+        log.info("%s", written_line(sweep_dir, written))  # the same line as `iopopt-report DIR`

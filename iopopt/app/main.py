@@ -1,0 +1,89 @@
+"""The Hydra application: ``iopopt`` and ``python -m iopopt``.
+
+One job = one solver on one instance (``study: single``), or one solver on a
+list of instances (``study: gap``, the greedy-gap study; one record per
+instance in ``instances.jsonl``). Every job writes ``result.json`` into its
+Hydra output directory; a job whose solver or verification raises is recorded
+with ``termination: error`` and the sweep goes on. Configuration mistakes exit
+with status 2 and one line on stderr.
+
+Examples
+--------
+``iopopt model=resnet18 cluster=rpi4_x4 network=wifi_50mbps solver=greedy_iop verify=true``
+
+``iopopt -m experiment=paper``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from ..solvers.registry import CONF_DIR
+from .configs import ConfigError
+from .context import JobContext
+from .jobs import run
+from .overrides import check_overrides
+
+__all__ = ["main"]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _task(cfg: DictConfig) -> float:
+    """The Hydra task function: one job."""
+    ctx = JobContext.from_hydra()
+    try:
+        rec = run(cfg, ctx)
+    except ConfigError as exc:
+        print(f"iopopt: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if rec["termination"] == "error" and not ctx.multirun:
+        sys.exit(1)  # a failed single run is a failed command; in a sweep the others go on
+    # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
+    return rec["latency_s"] if rec["latency_s"] is not None else math.nan
+
+
+def _command_line_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a Hydra command line, or None when they are not ours to check
+    (another config via ``--config-name``/``--config-path``/``--config-dir``, a rerun, shell completion)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        # a bad option (or --version): Hydra's own parser reports it when it parses the same line
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return None
+    if args.config_name or args.config_path or args.config_dir or args.experimental_rerun or args.shell_completion:
+        return None
+    return list(args.overrides)
+
+
+def main(cfg: DictConfig | None = None) -> float | None:
+    """Entry point of the ``iopopt`` console script and ``python -m iopopt``.
+
+    Checks the command-line overrides first (an unknown group option or key
+    exits with status 2 and one line naming it and the valid choices), then
+    runs the Hydra application. ``main(cfg)`` runs one job on a composed
+    config and returns its ``latency_s`` (NaN without a plan), like the Hydra
+    task function does for a sweeper.
+    """
+    if cfg is not None:
+        return _task(cfg)
+    if len(sys.argv) > 1 and sys.argv[1] == "profile":  # `iopopt profile [...]`: measure this machine
+        from ..studies.profile import main as profile_main
+
+        sys.exit(profile_main(sys.argv[2:]))
+    overrides = _command_line_overrides(sys.argv[1:])
+    if overrides:
+        try:
+            check_overrides(overrides, CONF_DIR)
+        except ConfigError as exc:
+            print(f"iopopt: configuration error: {exc}", file=sys.stderr)
+            sys.exit(2)
+    return _task()

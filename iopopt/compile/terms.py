@@ -1,0 +1,305 @@
+"""Cost terms: every node term and edge term of a problem, computed once and cached.
+
+The latency of a plan is a sum of *node terms* (a node under one strategy:
+its output distribution, the inputs it needs, its work, weights and output
+bytes per device, and its compute time) and *edge terms* (the resharding of a
+producer's layout into what a consumer needs, with its time). Solvers read
+these terms through :func:`terms`; the compiler assembles a plan's terms into a
+:class:`~iopopt.compile.program.Program`.
+
+The typed API solvers are meant to use::
+
+    t = terms(problem)
+    t.node(name, strategy)                  # NodeTerm: .compute_s, .device_compute_s, .weight_bytes, ...
+    t.edge(src, dst, index, s_src, s_dst)   # Resharding, or None when the pair is infeasible
+    t.edge_time_s(src, dst, index, s_src, s_dst)   # seconds; inf when the pair is infeasible
+
+An edge is infeasible exactly when the consumer needs a partial-sum input and
+the producer makes none (:func:`iopopt.model.layouts.edge_feasible`).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+from ..model.graph import OpNode
+from ..model.layouts import Dist, Layout, Region, full_region, halo_rows
+from ..model.problem import Problem
+from .reshard import Resharding, blocks, reshard
+
+__all__ = ["NodeTerm", "CostTerms", "terms"]
+
+
+@dataclass(frozen=True)
+class NodeTerm:
+    """A node under one strategy: output distribution, inputs it needs, work and memory per device."""
+
+    node: str
+    strategy: str
+    out: Dist
+    required: tuple[Dist, ...]
+    flops: tuple[float, ...]
+    active: tuple[bool, ...]
+    compute_s: float
+    device_compute_s: tuple[float, ...]
+    weight_bytes: tuple[int, ...]
+    out_bytes: tuple[int, ...]
+
+
+class CostTerms:
+    """Every node and edge term of one problem, computed on demand and cached.
+
+    Holds the problem's graph, cluster and network, not the problem itself, so
+    that the per-problem cache of :func:`terms` can let go of a problem.
+    """
+
+    def __init__(self, problem: Problem):
+        self.g = problem.graph
+        self.cluster = problem.cluster
+        self.network = problem.network
+        self.k = problem.cluster.k
+        self.host = problem.cluster.host
+        self.dtype_bytes = problem.graph.dtype_bytes
+        self._canon_c: dict[str, tuple] = {}
+        self._canon_s: dict[str, tuple] = {}
+        self._out: dict[tuple, Dist] = {}
+        self._req: dict[tuple, Dist] = {}
+        self._node: dict[tuple, NodeTerm] = {}
+        self._edge: dict[tuple, Resharding | None] = {}
+
+    # canonical splits, fixed per tensor ---------------------------------------------
+    def _fresh(self, n: int) -> tuple:
+        return blocks(self.cluster.counts(n))
+
+    def canon_c(self, name: str) -> tuple:
+        """Per-device channel intervals of node ``name``'s output under a channel split."""
+        got = self._canon_c.get(name)
+        if got is not None:
+            return got
+        op = self.g[name]
+        kind = op.kind
+        if kind in ("conv", "linear", "input"):
+            got = self._fresh(op.out_shape[1])
+        elif kind == "flatten":
+            unit = 1
+            for s in op.in_shapes[0][2:]:
+                unit *= s
+            got = tuple(tuple((a * unit, b * unit) for a, b in iv) for iv in self.canon_c(op.inputs[0]))
+        elif kind == "cat":
+            per_dev: list[list] = [[] for _ in range(self.k)]
+            offset = 0
+            for src, shp in zip(op.inputs, op.in_shapes):
+                for d, iv in enumerate(self.canon_c(src)):
+                    per_dev[d].extend((a + offset, b + offset) for a, b in iv)
+                offset += shp[1]
+            got = tuple(_merge(iv) for iv in per_dev)
+        else:  # channel-wise ops, add, output: the first input's split
+            got = self.canon_c(op.inputs[0])
+        self._canon_c[name] = got
+        return got
+
+    def canon_s(self, name: str) -> tuple:
+        """Per-device row interval of node ``name``'s output under a row split (None: no rows)."""
+        got = self._canon_s.get(name)
+        if got is None:
+            rows = self.g[name].out_shape[2]
+            got = tuple(iv[0] if iv else None for iv in self._fresh(rows))
+            self._canon_s[name] = got
+        return got
+
+    def _dist_c(self, shape, ivs) -> Dist:
+        rows = (0, shape[2]) if len(shape) == 4 else None
+        return Dist("C", tuple(Region(iv, rows) if iv else None for iv in ivs), shape)
+
+    def _dist_full(self, kind: str, shape, devices) -> Dist:
+        full = full_region(shape)
+        return Dist(kind, tuple(full if d in devices else None for d in range(self.k)), shape)
+
+    # distributions -----------------------------------------------------------------------
+    def p_holders(self, name: str) -> frozenset:
+        """Devices holding a partial sum of ``name``'s output when it produces one."""
+        op = self.g[name]
+        if op.kind in ("conv", "linear"):
+            holders = {d for d, iv in enumerate(self.canon_c(op.inputs[0])) if iv}
+            if op.bias_shape is not None:
+                holders.add(self.host)
+            return frozenset(holders)
+        if op.kind == "add":
+            return frozenset().union(*(self.p_holders(i) for i in op.inputs))
+        return frozenset()
+
+    def out_dist(self, name: str, strategy: str) -> Dist:
+        key = (name, strategy)
+        got = self._out.get(key)
+        if got is not None:
+            return got
+        op = self.g[name]
+        shape = op.out_shape
+        if strategy == "host":
+            got = self._dist_full("H", shape, {self.host})
+        elif strategy == "replicate":
+            got = self._dist_full("R", shape, set(range(self.k)))
+        elif strategy in ("oc", "channel"):
+            got = self._dist_c(shape, self.canon_c(name))
+        elif strategy == "rows":
+            c = shape[1]
+            got = Dist("S", tuple(Region(((0, c),), r) if r else None for r in self.canon_s(name)), shape)
+        elif strategy in ("ic", "partial"):
+            got = self._dist_full("P", shape, self.p_holders(name))
+        else:
+            raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
+        self._out[key] = got
+        return got
+
+    def req_dist(self, name: str, strategy: str, index: int) -> Dist:
+        """The distribution node ``name`` in ``strategy`` needs for its input ``index``."""
+        key = (name, strategy, index)
+        got = self._req.get(key)
+        if got is not None:
+            return got
+        op = self.g[name]
+        shape = op.in_shapes[index]
+        if strategy == "host":
+            got = self._dist_full("H", shape, {self.host})
+        elif strategy in ("replicate", "oc"):
+            got = self._dist_full("R", shape, set(range(self.k)))
+        elif strategy == "ic":
+            got = self._dist_c(shape, self.canon_c(op.inputs[index]))
+        elif strategy == "channel":
+            src = name if op.kind == "add" else op.inputs[index]
+            got = self._dist_c(shape, self.canon_c(src))
+        elif strategy == "rows":
+            parts = []
+            for r in self.canon_s(name):
+                if r is None:
+                    parts.append(None)
+                    continue
+                lo, hi, _, _ = halo_rows(op, r[0], r[1])
+                # hi == lo: the device's window is all padding; it needs no real row
+                parts.append(Region(((0, shape[1]),), (lo, hi)))
+            got = Dist("S", tuple(parts), shape)
+        elif strategy == "partial":
+            got = Dist("P", (None,) * self.k, shape)
+        else:
+            raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
+        self._req[key] = got
+        return got
+
+    # terms ------------------------------------------------------------------------------
+    def edge(self, src: str, dst: str, index: int, s_src: str, s_dst: str) -> Resharding | None:
+        """Resharding of ``src``'s output (in ``s_src``) into input ``index`` of ``dst`` (in ``s_dst``)."""
+        key = (src, dst, index, s_src, s_dst)
+        if key in self._edge:
+            return self._edge[key]
+        a = self.out_dist(src, s_src)
+        b = self.req_dist(dst, s_dst, index)
+        ivs = self.canon_c(src) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
+        got = reshard(a, b, self.dtype_bytes, self.network, ivs)
+        self._edge[key] = got
+        return got
+
+    def edge_time_s(self, src: str, dst: str, index: int, s_src: str, s_dst: str) -> float:
+        """Seconds of the edge term (``inf`` when the strategy pair is infeasible)."""
+        e = self.edge(src, dst, index, s_src, s_dst)
+        return math.inf if e is None else e.time_s
+
+    def node(self, name: str, strategy: str) -> NodeTerm:
+        """The term of node ``name`` under ``strategy`` (see :class:`NodeTerm`)."""
+        key = (name, strategy)
+        got = self._node.get(key)
+        if got is not None:
+            return got
+        op = self.g[name]
+        out = self.out_dist(name, strategy)
+        required = tuple(self.req_dist(name, strategy, i) for i in range(len(op.inputs)))
+        k = self.k
+        flops = [0.0] * k
+        if op.kind in ("input", "output"):
+            active = (False,) * k
+        else:
+            active = tuple(r is not None for r in out.parts)
+            total = float(op.flops)
+            for d in range(k):
+                part = out.parts[d]
+                if part is None or total == 0:
+                    continue
+                if strategy in ("host", "replicate", "partial"):
+                    flops[d] = total
+                elif strategy == "ic":
+                    r = required[0].parts[d]
+                    flops[d] = total * (r.n_ch if r is not None else 0) / op.in_shapes[0][1]
+                elif strategy == "rows":
+                    flops[d] = total * part.n_rows / op.out_shape[2]
+                else:  # oc, channel
+                    flops[d] = total * part.n_ch / op.out_shape[1]
+        devices = self.cluster.devices
+        device_s = tuple(
+            devices[d].compute_s(flops[d]) if active[d] else 0.0 for d in range(k)
+        )
+        compute_s = max((device_s[d] for d in range(k) if active[d]), default=0.0)
+        weights = tuple(self._weight_elems(op, strategy, d, out, required) * self.dtype_bytes for d in range(k))
+        if op.kind == "output":
+            out_bytes = (0,) * k
+        else:
+            out_bytes = tuple(out.nbytes(d, self.dtype_bytes) for d in range(k))
+        got = NodeTerm(name, strategy, out, required, tuple(flops), active, compute_s, device_s, weights, out_bytes)
+        self._node[key] = got
+        return got
+
+    def _weight_elems(self, op: OpNode, strategy: str, d: int, out: Dist, required) -> int:
+        if not op.weight_elems:
+            return 0
+        if strategy == "host":
+            return op.weight_elems if d == self.host else 0
+        if strategy in ("replicate", "rows"):
+            # a device with no output rows computes nothing and holds no weights
+            return op.weight_elems if out.parts[d] is not None else 0
+        if op.kind in ("conv", "linear"):
+            wshape = op.weight_shape
+            cout, cin = wshape[0], wshape[1]
+            bias = op.bias_shape[0] if op.bias_shape is not None else 0
+            per_pair = (op.weight_elems - bias) // (cout * cin)
+            if strategy == "oc":
+                part = out.parts[d]
+                n = part.n_ch if part is not None else 0
+                return n * cin * per_pair + (n if bias else 0)
+            if strategy == "ic":
+                r = required[0].parts[d]
+                n = r.n_ch if r is not None else 0
+                return cout * n * per_pair + (bias if d == self.host else 0)
+        if strategy == "channel":  # per-channel weights: depthwise conv, batchnorm
+            part = out.parts[d]
+            n = part.n_ch if part is not None else 0
+            return op.weight_elems // op.out_shape[1] * n
+        raise AssertionError(f"no weight rule for {op.kind} in {strategy}")  # pragma: no cover
+
+
+def _merge(ivs) -> tuple:
+    out: list[list[int]] = []
+    for a, b in sorted(ivs):
+        if a == b:
+            continue
+        if out and out[-1][1] == a:
+            out[-1][1] = b
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)
+
+
+_CACHE: weakref.WeakKeyDictionary[Problem, CostTerms] = weakref.WeakKeyDictionary()
+
+
+def terms(problem: Problem) -> CostTerms:
+    """The cost terms of ``problem``, built on first use and cached per problem object.
+
+    The cache is keyed by the problem itself (problems compare by identity),
+    so a problem made with ``dataclasses.replace(problem, network=...)`` never
+    sees the terms of the one it was copied from.
+    """
+    got = _CACHE.get(problem)
+    if got is None:
+        got = CostTerms(problem)
+        _CACHE[problem] = got
+    return got

@@ -1,0 +1,7 @@
+"""Executors: run a compiled Program with torch, device by device, and check it.
+
+``regions`` (a device's dense part of a tensor), ``kernels`` (one device's
+share of one operator), ``simulated`` (k isolated stores in one process),
+``verify`` (against the unsplit model and the cost model) and
+``distributed`` (one process per device over torch.distributed).
+"""

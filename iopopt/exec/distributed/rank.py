@@ -1,0 +1,351 @@
+"""One rank of a distributed run: its weight shards, the per-step exchange over gloo, assembly and compute."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ...compile.reshard import Resharding
+from .. import kernels
+from ..regions import dense_shape, read_region, region_index, write_region
+from .types import Fault, RankStats, StepTime, _RankJob, _Settings, _Where
+
+__all__: list[str] = []
+
+#: Op kinds whose weights a rank shards.
+_WEIGHTED = ("conv", "dwconv", "linear", "bn")
+
+
+class _RankRunner:
+    """Runs one Program on one rank: shards, per-step exchange, assembly and compute."""
+
+    def __init__(self, rank: int, job: _RankJob, settings: _Settings, where: _Where, job_index: int):
+        import torch.distributed as dist
+
+        self.dist = dist
+        self.rank = rank
+        self.job = job
+        self.s = settings
+        self.dtype = settings.dtype
+        self.where = where
+        self.job_index = job_index
+        t0 = time.perf_counter()
+        module = job.module
+        self.shards: dict[int, dict[str, Tensor]] = {}
+        self.extra: dict[int, dict] = {}
+        weight_elems = 0
+        for p, step in enumerate(job.steps):
+            op = step.op
+            if op.kind in ("input", "output"):
+                continue
+            if step.term.out.parts[rank] is not None:
+                if op.kind in _WEIGHTED:
+                    shard = kernels.weight_shard(op, step.strategy, rank, step.term, module, host=job.host)
+                    shard = {n: t.to(self.dtype).clone() for n, t in shard.items()}
+                    weight_elems += kernels.shard_elems(shard)
+                    self.shards[p] = shard
+                self.extra[p] = kernels.op_extra(op, module)
+        self.weight_bytes = weight_elems * job.dtype_bytes
+        # the full module is not kept: this rank holds only its shards
+        job.module = None
+        del module
+        # tag of transfer j of phase ph of input i of step p: a running index in program order
+        self.tags: dict[tuple[int, int], list[int]] = {}
+        n = 0
+        for p, step in enumerate(job.steps):
+            for i, res in enumerate(step.inputs):
+                bases = []
+                for ph in res.phases:
+                    bases.append(n)
+                    n += len(ph)
+                self.tags[(p, i)] = bases
+        self._posted: dict[int, tuple] = {}
+        self.setup_s = time.perf_counter() - t0
+        self._reset_counters()
+
+    def _reset_counters(self):
+        self.bytes_sent = 0
+        self.wire_bytes = 0
+        self.sent = 0
+        self.received = 0
+
+    # -- communication ------------------------------------------------------------------------
+    def _exchange(self, phase, base: int, shape, read: Callable) -> dict[int, Tensor]:
+        """Post this rank's sends and receives of one phase, wait for all; received pieces by transfer index.
+
+        A receive already posted ahead (:meth:`_prepost`) is reused.
+        """
+        dist, r = self.dist, self.rank
+        works, keep = [], []
+        got: dict[int, Tensor] = {}
+        for j, t in enumerate(phase):
+            if t.src == r:
+                piece = read(t).contiguous()
+                keep.append(piece)
+                works.append(dist.isend(piece, t.dst, tag=base + j))
+                self.bytes_sent += piece.numel() * self.job.dtype_bytes
+                self.wire_bytes += piece.numel() * piece.element_size()
+                self.sent += 1
+            elif t.dst == r:
+                posted = self._posted.pop(base + j, None)
+                if posted is None:
+                    buf = torch.empty(dense_shape(shape, t.region), dtype=self.dtype)
+                    posted = (dist.irecv(buf, t.src, tag=base + j), buf)
+                works.append(posted[0])
+                got[j] = posted[1]
+                self.received += 1
+        for w in works:
+            w.wait()
+        return got
+
+    def _prepost(self, p: int) -> None:
+        """Post now the receives of step ``p`` (their buffers are fresh, so any time before use is safe)."""
+        if p >= len(self.job.steps):
+            return
+        dist, r = self.dist, self.rank
+        for i, res in enumerate(self.job.steps[p].inputs):
+            shape = res.src.shape
+            for ph, phase in enumerate(res.phases):
+                base = self.tags[(p, i)][ph]
+                for j, t in enumerate(phase):
+                    if t.dst == r and (base + j) not in self._posted:
+                        buf = torch.empty(dense_shape(shape, t.region), dtype=self.dtype)
+                        self._posted[base + j] = (dist.irecv(buf, t.src, tag=base + j), buf)
+
+    def _staging(self, shape, region, fill: float) -> Tensor:
+        return torch.full(dense_shape(shape, region), fill, dtype=self.dtype)
+
+    def _assemble(self, p: int, i: int, res: Resharding, src_name: str, stores: dict) -> Tensor | None:
+        """This rank's buffer of ``res.dst`` (None where it needs nothing); mirrors SimulatedExecutor._assemble."""
+        r = self.rank
+        src, dst = res.src, res.dst
+        shape = src.shape
+        own, need = src.parts[r], dst.parts[r]
+        mine = stores.get(src_name)
+        if own is not None and mine is None:
+            raise RuntimeError(f"rank {r} lost its part of {src_name!r} before step {self.job.steps[p].op.name!r}")
+        tags = self.tags[(p, i)]
+        name = self.job.steps[p].op.name
+
+        def read_own(t):
+            if own is None or mine is None:
+                raise RuntimeError(f"step {name!r}: rank {r} must send {t.region} of {src_name!r} but holds nothing")
+            return read_region(mine, own, t.region)
+
+        if dst.kind == "P":  # P → P: every holder reads its stored partial
+            if src.kind != "P":
+                raise RuntimeError(f"step {name!r}: a partial input cannot come from layout {src.kind}")
+            return mine
+        if src.kind != "P":
+            out = mine if (need is not None and own == need) else None
+            for ph, phase in enumerate(res.phases):
+                if need is not None and out is None and any(t.dst == r for t in phase):
+                    out = self._staging(shape, need, math.nan)
+                    inter = own.intersect(need) if own is not None else None
+                    if inter is not None:
+                        write_region(out, need, inter, read_region(mine, own, inter))
+                got = self._exchange(phase, tags[ph], shape, read_own)
+                for j in sorted(got):
+                    write_region(out, need, phase[j].region, got[j])
+            if need is not None and out is None:  # local slicing
+                if own is None or not own.contains(need):
+                    raise RuntimeError(f"step {name!r}: rank {r} needs {need} of {src_name!r} and receives nothing")
+                out = self._staging(shape, need, math.nan)
+                out.copy_(read_region(mine, own, need))
+            return out
+
+        if dst.kind == "R":  # reduce-scatter (phase 1) then all-gather of the reduced blocks (phase 2)
+            phases = list(res.phases)
+            gather = phases[-1] if phases else ()
+            reduce = phases[0] if len(phases) == 2 else ()
+            blocks = {}
+            for t in reduce:
+                blocks[t.dst] = t.region
+            for t in gather:
+                blocks[t.src] = t.region
+            if not phases:
+                for d in range(self.job.k):
+                    if dst.parts[d] is not None and src.parts[d] is not None:
+                        blocks[d] = dst.parts[d]
+            out = self._staging(shape, need, math.nan) if need is not None else None
+            if r in blocks:
+                block = blocks[r]
+                out[region_index(need, block, len(shape))] = 0.0
+                if own is not None:
+                    write_region(out, need, block, read_region(mine, own, block), accumulate=True)
+            if reduce:
+                got = self._exchange(reduce, tags[0], shape, read_own)
+                for j in sorted(got):
+                    write_region(out, need, reduce[j].region, got[j], accumulate=True)
+            if gather:
+
+                def read_reduced(t):
+                    if r not in blocks or not blocks[r].contains(t.region):
+                        raise RuntimeError(f"step {name!r}: rank {r} sends {t.region} it has not reduced")
+                    return read_region(out, need, t.region)
+
+                got = self._exchange(gather, tags[-1], shape, read_reduced)
+                for j in sorted(got):
+                    write_region(out, need, gather[j].region, got[j])
+            return out
+        # P → H / C / S: reduce (or reduce-scatter) into zeros, in transfer order
+        out = None
+        if need is not None:
+            out = self._staging(shape, need, 0.0)
+            if own is not None:
+                write_region(out, need, need, read_region(mine, own, need), accumulate=True)
+        for ph, phase in enumerate(res.phases):
+            got = self._exchange(phase, tags[ph], shape, read_own)
+            for j in sorted(got):
+                if out is None:
+                    raise RuntimeError(f"step {name!r}: rank {r} receives a partial it does not need")
+                write_region(out, need, phase[j].region, got[j], accumulate=True)
+        return out
+
+    # -- one inference --------------------------------------------------------------------------
+    def infer(self, x: Tensor | None, inference: int):
+        """Run the Program once; returns (output or None, per-step [comm, compute, sync], end-to-end seconds)."""
+        dist, r, job = self.dist, self.rank, self.job
+        fault = self.s.fault
+        if fault is not None and not (fault.rank == r and fault.job == self.job_index and inference == 0):
+            fault = None
+        self.where.text = f"job {self.job_index}, inference {inference}: start barrier"
+        dist.barrier()
+        t_start = time.perf_counter()
+        stores: dict[str, Tensor] = {}
+        times = []
+        result = None
+        for p, step in enumerate(job.steps):
+            op, name = step.op, step.op.name
+            self.where.text = f"job {self.job_index}, inference {inference}, step {name!r} ({step.strategy})"
+            if fault is not None and fault.step == name:
+                _inject(fault)
+            t0 = time.perf_counter()
+            if self.s.prepost:
+                if p == 0:
+                    self._prepost(0)
+                self._prepost(p + 1)
+            bufs = [self._assemble(p, i, res, src, stores) for i, (res, src) in enumerate(zip(step.inputs, op.inputs))]
+            t1 = time.perf_counter()
+            out = None
+            if op.kind == "input":
+                if r == job.host:
+                    if x is None:
+                        raise RuntimeError("the host rank has no input tensor")
+                    if tuple(x.shape) != tuple(op.out_shape):
+                        raise ValueError(f"input shape {tuple(x.shape)} != traced shape {op.out_shape}")
+                    out = x.to(self.dtype).clone()
+            elif op.kind == "output":
+                if r == job.host:
+                    result = bufs[0]
+                    if result is None:
+                        raise RuntimeError("the output did not reach the host")
+            else:
+                region = step.term.out.parts[r]
+                if region is not None:
+                    out = kernels.compute(
+                        op,
+                        step.strategy,
+                        r,
+                        bufs,
+                        [res.dst.parts[r] for res in step.inputs],
+                        region,
+                        self.shards.get(p, {}),
+                        host=job.host,
+                        extra=self.extra.get(p),
+                        dtype=self.dtype,
+                    )
+            t2 = time.perf_counter()
+            t3 = t2
+            if self.s.step_barrier:
+                dist.barrier()
+                t3 = time.perf_counter()
+            times.append((t1 - t0, t2 - t1, t3 - t2))
+            if out is not None:
+                stores[name] = out
+            del bufs
+            for gone in job.freed_at.get(p, ()):
+                stores.pop(gone, None)
+        e2e = time.perf_counter() - t_start
+        return result, times, e2e
+
+    def run(self, x: Tensor | None) -> tuple[RankStats, Tensor | None]:
+        """``warmup`` untimed inferences, then ``repeats`` (at least one) timed ones."""
+        output = None
+        n = 0
+        for _ in range(max(self.s.warmup, 0)):
+            out, _, _ = self.infer(x, n)
+            output = out if n == 0 else output
+            n += 1
+        per_run, e2e = [], []
+        for j in range(max(self.s.repeats, 1)):
+            self._reset_counters()
+            out, times, t = self.infer(x, n)
+            output = out if n == 0 else output
+            n += 1
+            if j == 0:
+                counts = (self.bytes_sent, self.wire_bytes, self.sent, self.received)
+            per_run.append(times)
+            e2e.append(t)
+        steps = []
+        for p, step in enumerate(self.job.steps):
+            steps.append(
+                StepTime(
+                    step.op.name,
+                    step.strategy,
+                    statistics.median(run[p][0] for run in per_run),
+                    statistics.median(run[p][1] for run in per_run),
+                    statistics.median(run[p][2] for run in per_run),
+                )
+            )
+        stats = RankStats(
+            rank=self.rank,
+            steps=steps,
+            e2e_s=e2e,
+            bytes_sent=counts[0],
+            wire_bytes=counts[1],
+            messages_sent=counts[2],
+            messages_received=counts[3],
+            setup_s=self.setup_s,
+            weight_bytes=self.weight_bytes,
+        )
+        return stats, output
+
+
+def _inject(fault: Fault) -> None:
+    if fault.kind == "raise":
+        raise RuntimeError(f"injected fault at step {fault.step!r} on rank {fault.rank}")
+    if fault.kind == "exit":
+        os._exit(17)
+    while True:  # hang
+        time.sleep(3600)
+
+
+def _run_jobs_on_rank(rank: int, world: int, jobs: Sequence[_RankJob], settings: _Settings, where: _Where):
+    """Run every job on this (initialised) rank; returns [(RankStats, output or None)] per job."""
+    import torch.distributed as dist
+
+    out = []
+    with torch.inference_mode():
+        for n, job in enumerate(jobs):
+            if job.k != world:
+                raise ValueError(f"job {n}: the program is for {job.k} devices, the world has {world} ranks")
+            where.text = f"job {n}: checking the program fingerprint"
+            prints: list = [None] * world
+            dist.all_gather_object(prints, job.fingerprint)
+            if len(set(prints)) != 1:
+                raise RuntimeError(f"job {n}: the ranks run different programs (fingerprints {prints})")
+            where.text = f"job {n}: building weight shards"
+            runner = _RankRunner(rank, job, settings, where, n)
+            x = job.x if rank == job.host else None
+            job.x = None
+            stats, output = runner.run(x)
+            out.append((stats, output))
+            del runner
+    return out

@@ -1,0 +1,57 @@
+"""The problem model: operator graphs, devices and clusters, networks, layouts, problems and plans.
+
+This layer imports nothing else of iopopt (and not torch): every other stage
+builds on it.
+"""
+
+from .cluster import SPLIT_POLICIES, Cluster, Device, split_counts
+from .graph import CHANNELWISE_KINDS, HEAVY_KINDS, JOIN_KINDS, WINDOWED_KINDS, OpGraph, OpKind, OpNode
+from .layouts import (
+    STRATEGIES,
+    Dist,
+    InapplicableStrategy,
+    Layout,
+    Region,
+    Strategy,
+    check_strategy,
+    edge_feasible,
+    full_region,
+    halo_rows,
+    strategies_for,
+)
+from .network import NETWORKS, Message, NetworkModel, SharedNetwork, SwitchedNetwork, make_network
+from .problem import InvalidPlan, Plan, Problem
+
+__all__ = [
+    "CHANNELWISE_KINDS",
+    "HEAVY_KINDS",
+    "JOIN_KINDS",
+    "NETWORKS",
+    "SPLIT_POLICIES",
+    "STRATEGIES",
+    "WINDOWED_KINDS",
+    "Cluster",
+    "Device",
+    "Dist",
+    "InapplicableStrategy",
+    "InvalidPlan",
+    "Layout",
+    "Message",
+    "NetworkModel",
+    "OpGraph",
+    "OpKind",
+    "OpNode",
+    "Plan",
+    "Problem",
+    "Region",
+    "SharedNetwork",
+    "Strategy",
+    "SwitchedNetwork",
+    "check_strategy",
+    "edge_feasible",
+    "full_region",
+    "halo_rows",
+    "make_network",
+    "split_counts",
+    "strategies_for",
+]

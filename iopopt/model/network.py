@@ -1,0 +1,122 @@
+"""Network models: turn one phase of messages into seconds.
+
+A phase is a set of messages that may travel at the same time. The models are
+deliberately simple and closed-form so that the cost of a resharding is a fixed
+number per (edge, strategy pair), which keeps the ILP exact.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+__all__ = ["Message", "NetworkModel", "SharedNetwork", "SwitchedNetwork", "NETWORKS", "make_network"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """``nbytes`` bytes sent from device index ``src`` to device index ``dst``."""
+
+    src: int
+    dst: int
+    nbytes: int
+
+
+def _check(owner: str, name: str, value, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
+
+
+class NetworkModel(ABC):
+    """Maps the messages of one communication phase to a duration in seconds."""
+
+    name: str = "network"
+
+    @abstractmethod
+    def phase_time(self, messages: Sequence[Message]) -> float:
+        """Seconds for all ``messages`` of one phase to arrive."""
+
+    def time(self, phases: Iterable[Sequence[Message]]) -> float:
+        """Seconds for phases that run one after the other."""
+        return sum(self.phase_time(p) for p in phases if p)
+
+
+@dataclass(frozen=True)
+class SharedNetwork(NetworkModel):
+    """One collision domain (e.g. Wi-Fi): transfers serialize.
+
+    T = Σ_m (latency_s + nbytes_m / bandwidth_bytes_per_s)
+    """
+
+    bandwidth_bytes_per_s: float
+    latency_s: float = 0.0
+    name: str = "shared"
+
+    def __post_init__(self):
+        _check("SharedNetwork", "bandwidth_bytes_per_s", self.bandwidth_bytes_per_s)
+        _check("SharedNetwork", "latency_s", self.latency_s, allow_zero=True)
+
+    def phase_time(self, messages: Sequence[Message]) -> float:
+        total = sum(m.nbytes for m in messages)
+        return len(messages) * self.latency_s + total / self.bandwidth_bytes_per_s
+
+
+@dataclass(frozen=True)
+class SwitchedNetwork(NetworkModel):
+    """Full-duplex link per device to a switch.
+
+    T = latency_s · max_d msgs_d + max_d max(sent_d, recv_d) / B_d, where
+    msgs_d = max(messages sent by d, messages received by d) and B_d is the
+    device's link bandwidth (``device_bandwidths`` or the common
+    ``bandwidth_bytes_per_s``).
+    """
+
+    bandwidth_bytes_per_s: float
+    latency_s: float = 0.0
+    device_bandwidths: tuple[float, ...] | None = None
+    name: str = "switched"
+
+    def __post_init__(self):
+        _check("SwitchedNetwork", "bandwidth_bytes_per_s", self.bandwidth_bytes_per_s)
+        _check("SwitchedNetwork", "latency_s", self.latency_s, allow_zero=True)
+        if self.device_bandwidths is not None:
+            object.__setattr__(self, "device_bandwidths", tuple(self.device_bandwidths))
+            for i, b in enumerate(self.device_bandwidths):
+                _check("SwitchedNetwork", f"device_bandwidths[{i}]", b)
+
+    def _bw(self, d: int) -> float:
+        if self.device_bandwidths is None or d >= len(self.device_bandwidths):
+            return self.bandwidth_bytes_per_s
+        return self.device_bandwidths[d]
+
+    def phase_time(self, messages: Sequence[Message]) -> float:
+        if not messages:
+            return 0.0
+        sent_n, recv_n, sent_b, recv_b = Counter(), Counter(), Counter(), Counter()
+        for m in messages:
+            sent_n[m.src] += 1
+            recv_n[m.dst] += 1
+            sent_b[m.src] += m.nbytes
+            recv_b[m.dst] += m.nbytes
+        devices = set(sent_n) | set(recv_n)
+        msgs = max(max(sent_n[d], recv_n[d]) for d in devices)
+        transfer = max(max(sent_b[d], recv_b[d]) / self._bw(d) for d in devices)
+        return self.latency_s * msgs + transfer
+
+
+NETWORKS = {"shared": SharedNetwork, "switched": SwitchedNetwork}
+
+
+def make_network(kind: str, **settings) -> NetworkModel:
+    """Build a network model by name (``shared`` or ``switched``)."""
+    try:
+        cls = NETWORKS[kind]
+    except KeyError:
+        raise ValueError(f"unknown network model {kind!r}; valid: {sorted(NETWORKS)}") from None
+    return cls(**settings)

@@ -1,0 +1,107 @@
+"""PuLP backends of the ILP: construction, honest status and bound, quiet output."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from ..base import SolverError
+from .model import Model
+
+__all__ = ["check_backend", "make_backend", "read_log", "limit_and_bound", "unscale", "quiet_stdout"]
+
+
+def check_backend(pulp, name: str) -> None:
+    available = pulp.listSolvers(onlyAvailable=True)
+    if name not in available:
+        known = "unknown to PuLP" if name not in pulp.listSolvers() else "not available here"
+        raise SolverError(f"ilp: backend {name!r} is {known}; available: {available}")
+
+
+def make_backend(pulp, s, tmp: Path):
+    common = dict(msg=bool(s.msg), timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
+    if s.backend in ("PULP_CBC_CMD", "COIN_CMD"):
+        common["msg"] = False  # the log goes to a file, parsed for the bound and printed when msg is set
+        with warnings.catch_warnings():
+            # PuLP 3.3 announces PULP_CBC_CMD's removal in 4.0; the bundled CBC is what we have today
+            warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
+            solver = pulp.getSolver(s.backend, keepFiles=False, logPath=str(tmp / "backend.log"), **common)
+    elif s.backend == "HiGHS":
+        solver = pulp.getSolver(s.backend, gapAbs=0.0, **common)
+    else:
+        try:
+            solver = pulp.getSolver(s.backend, **common)
+        except TypeError:  # a backend that takes fewer options
+            solver = pulp.getSolver(s.backend, msg=bool(s.msg), timeLimit=s.time_limit_s)
+    if hasattr(solver, "tmpDir"):
+        solver.tmpDir = str(tmp)  # private temp files: parallel jobs never clash
+    return solver
+
+
+def read_log(tmp: Path) -> str:
+    path = tmp / "backend.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+_FLOAT = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+
+
+def limit_and_bound(pulp, prob, backend: str, log: str) -> tuple[bool | None, float | None]:
+    """(stopped by a limit? None when unknown, best bound in objective units or None)."""
+    if backend == "HiGHS":
+        import highspy
+
+        h = prob.solverModel
+        status = h.getModelStatus()
+        stopped = status in (
+            highspy.HighsModelStatus.kTimeLimit,
+            highspy.HighsModelStatus.kIterationLimit,
+            highspy.HighsModelStatus.kInterrupt,
+        )
+        bound = h.getInfo().mip_dual_bound
+        return stopped, (bound if math.isfinite(bound) else None)
+    if backend in ("PULP_CBC_CMD", "COIN_CMD") and log:
+        result = re.search(r"^Result - (.*)$", log, re.M)
+        stopped = bool(result and result.group(1).startswith("Stopped"))
+        m = re.search(r"^Lower bound:\s*" + _FLOAT, log, re.M)
+        bound = float(m.group(1)) if m else None
+        if bound is None and result and result.group(1).startswith("Optimal"):
+            m = re.search(r"^Objective value:\s*" + _FLOAT, log, re.M)
+            bound = float(m.group(1)) if m else None
+        return stopped, bound
+    return None, None
+
+
+def unscale(bound: float | None, model: Model) -> float | None:
+    """A backend's bound (objective units, without the constant) in seconds."""
+    if bound is None:
+        return None
+    return (bound + model.offset) / model.scale
+
+
+@contextlib.contextmanager
+def quiet_stdout(quiet: bool):
+    """Silence the process's stdout (file descriptor 1) while ``quiet``.
+
+    highspy prints its banner from C++ whatever ``msg`` says; a sweep of many
+    solves would otherwise log it once per job.
+    """
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,283 @@
+"""The ILP model: binaries per node strategy, edge variables per strategy pair, memory rows.
+
+:func:`build` writes the PuLP problem of one :class:`~iopopt.model.problem.Problem`
+from its cost terms (:func:`iopopt.compile.terms`); the model is exact for the
+cost model (DESIGN §5), see :mod:`iopopt.solvers.ilp`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...compile.terms import terms as cost_terms
+from ...cost.evaluate import latency
+from ...model.problem import Plan, Problem
+from ...space.pairs import Pair, apply_pairs, base_plan, candidate_pairs
+
+__all__ = ["Model", "build", "infeasible_report"]
+
+_MIB = float(1 << 20)  # memory rows are written in MiB to keep coefficients moderate
+
+# A linear expression is kept as (terms, constant), terms a tuple of (variable, coefficient).
+_ONE = ((), 1.0)
+
+
+@dataclass
+class Model:
+    """The PuLP problem plus what is needed to read a plan back and explain infeasibility."""
+
+    prob: object
+    problem: Problem
+    scale: float  # objective units per second
+    offset: float  # objective constant (fixed nodes and edges), which backends leave out of their bounds
+    domains: dict[str, tuple[str, ...]]
+    x: dict[str, dict[str, tuple]]  # node → strategy → expression
+    pairs: list[Pair] = field(default_factory=list)
+    z: list = field(default_factory=list)
+    base: Plan | None = None
+    memory_rows: int = 0
+    min_need: list[float] = field(default_factory=list)  # per-device lower bound on peak bytes
+    hopeless: bool = False
+
+    def stats(self) -> dict:
+        p = self.prob
+        out = {
+            "variables": p.numVariables(),
+            "binaries": sum(1 for v in p.variables() if v.cat == "Integer"),
+            "constraints": p.numConstraints(),
+            "memory_rows": self.memory_rows,
+        }
+        if self.base is not None:
+            out["candidate_pairs"] = len(self.pairs)
+        return out
+
+    def extract(self) -> Plan | None:
+        if self.base is not None:
+            if any(v.varValue is None for v in self.z):
+                return None
+            chosen = [p for p, v in zip(self.pairs, self.z) if v.varValue > 0.5]
+            return apply_pairs(self.base, chosen)
+        plan = {}
+        for n, dom in self.domains.items():
+            if len(dom) == 1:
+                plan[n] = dom[0]
+                continue
+            values = [_value(self.x[n][s]) for s in dom]
+            if any(v is None for v in values):
+                return None
+            plan[n] = dom[max(range(len(dom)), key=lambda i: (values[i], -i))]
+        return Plan(plan)
+
+
+def _value(expr) -> float | None:
+    terms, const = expr
+    total = const
+    for var, coef in terms:
+        if var.varValue is None:
+            return None
+        total += coef * var.varValue
+    return total
+
+
+def _lin(parts) -> tuple[dict, float]:
+    """Σ coef·expr over ``parts`` (coef, expr) as (variable → coefficient, constant)."""
+    acc: dict = {}
+    const = 0.0
+    for coef, (terms, c) in parts:
+        if coef == 0:
+            continue
+        const += coef * c
+        for var, a in terms:
+            acc[var] = acc.get(var, 0.0) + coef * a
+    return acc, const
+
+
+def _affine(pulp, parts):
+    acc, const = _lin(parts)
+    return pulp.LpAffineExpression([(v, a) for v, a in acc.items() if a != 0], constant=const)
+
+
+def _full_domains(problem: Problem) -> dict[str, tuple[str, ...]]:
+    """Each node's strategies, minus those no neighbour strategy can connect to (arc consistency)."""
+    g, t = problem.graph, cost_terms(problem)
+    dom = {n: list(problem.strategies(n)) for n in g.order}
+    edges = g.edges()
+    changed = True
+    while changed:
+        changed = False
+        for u, v, i in edges:
+            keep_u = [s for s in dom[u] if any(t.edge(u, v, i, s, q) is not None for q in dom[v])]
+            keep_v = [q for q in dom[v] if any(t.edge(u, v, i, s, q) is not None for s in dom[u])]
+            if len(keep_u) != len(dom[u]) or len(keep_v) != len(dom[v]):
+                dom[u], dom[v], changed = keep_u, keep_v, True
+    return {n: tuple(d) for n, d in dom.items()}
+
+
+def build(pulp, problem: Problem, space: str, base: str, memory: str) -> Model:
+    g, t = problem.graph, cost_terms(problem)
+    prob = pulp.LpProblem("iopopt", pulp.LpMinimize)
+    index = {n: i for i, n in enumerate(g.order)}
+
+    # decision variables and x[v, s] as expressions ------------------------------------
+    x: dict[str, dict[str, tuple]] = {}
+    pairs, zs, base_p = [], [], None
+    if space == "full":
+        domains = _full_domains(problem)
+        for n, dom in domains.items():
+            if len(dom) == 1:
+                x[n] = {dom[0]: _ONE}
+                continue
+            all_s = problem.strategies(n)
+            xs = {s: prob.add_variable(f"x_{index[n]}_{all_s.index(s)}", cat="Binary") for s in dom}
+            x[n] = {s: (((var, 1.0),), 0.0) for s, var in xs.items()}
+            prob += pulp.LpAffineExpression([(var, 1.0) for var in xs.values()]) == 1, f"one_{index[n]}"
+    else:
+        base_p = base_plan(problem, base)
+        pairs = candidate_pairs(problem)
+        zs = [prob.add_variable(f"z_{j}", cat="Binary") for j in range(len(pairs))]
+        cover: dict[str, list[tuple]] = {}
+        for p, z in zip(pairs, zs):
+            for n, s in p.strategies().items():
+                cover.setdefault(n, []).append((z, s))
+        domains = {}
+        for n in g.order:
+            parts: dict[str, list] = {base_p[n]: [(1.0, _ONE)]}
+            for z, s in cover.get(n, ()):
+                zexpr = (((z, 1.0),), 0.0)
+                parts[base_p[n]].append((-1.0, zexpr))
+                parts.setdefault(s, []).append((1.0, zexpr))
+            x[n] = {}
+            for s, ps in parts.items():
+                acc, const = _lin(ps)
+                terms = tuple((v, a) for v, a in acc.items() if a != 0)
+                if terms or const:
+                    x[n][s] = (terms, const)
+            domains[n] = tuple(x[n])
+            if len(cover.get(n, ())) > 1:  # each node in at most one chosen pair
+                prob += (
+                    pulp.LpAffineExpression([(z, 1.0) for z, _ in cover[n]]) <= 1,
+                    f"disjoint_{index[n]}",
+                )
+
+    # y[e, s, t] (or the x it equals when one end has a single strategy) ---------------
+    y: dict[tuple, dict[tuple[str, str], tuple]] = {}
+    for e_id, (u, v, i) in enumerate(g.edges()):
+        du, dv = domains[u], domains[v]
+        su, sv = problem.strategies(u), problem.strategies(v)
+        # in strategy order, so that the model (and ties between equal plans) never depends on hashing
+        feasible = sorted(
+            ((s, q) for s in du for q in dv if t.edge(u, v, i, s, q) is not None),
+            key=lambda sq: (su.index(sq[0]), sv.index(sq[1])),
+        )
+        ye: dict[tuple[str, str], tuple] = {}
+        if len(du) == 1 or len(dv) == 1:
+            for s, q in feasible:
+                ye[(s, q)] = x[v][q] if len(du) == 1 else x[u][s]
+            # a strategy with no feasible partner across this edge is forbidden
+            for s in du:
+                if len(dv) == 1 and (s, dv[0]) not in ye:
+                    prob += _affine(pulp, [(1.0, x[u][s])]) == 0
+            for q in dv:
+                if len(du) == 1 and (du[0], q) not in ye:
+                    prob += _affine(pulp, [(1.0, x[v][q])]) == 0
+        else:
+            for s, q in feasible:
+                var = prob.add_variable(f"y_{e_id}_{su.index(s)}_{sv.index(q)}", lowBound=0)
+                ye[(s, q)] = (((var, 1.0),), 0.0)
+            for s in du:
+                row = [(1.0, ye[(s, q)]) for q in dv if (s, q) in ye] + [(-1.0, x[u][s])]
+                prob += _affine(pulp, row) == 0, f"mu_{e_id}_{su.index(s)}"
+            for q in dv:
+                row = [(1.0, ye[(s, q)]) for s in du if (s, q) in ye] + [(-1.0, x[v][q])]
+                prob += _affine(pulp, row) == 0, f"mv_{e_id}_{sv.index(q)}"
+        y[(u, v, i)] = ye
+
+    # objective, in units that keep the backend's tolerances far below 1e-9 relative -------
+    ref = latency(problem, base_p if base_p is not None else problem.plan({}))
+    scale = 1e3 / ref if ref > 0 and math.isfinite(ref) else 1.0
+    obj = [(t.node(n, s).compute_s * scale, x[n][s]) for n in g.order for s in domains[n]]
+    for (u, v, i), ye in y.items():
+        obj.extend((t.edge(u, v, i, s, q).time_s * scale, e) for (s, q), e in ye.items())
+    objective = _affine(pulp, obj)
+    prob += objective
+
+    model = Model(
+        prob, problem, scale, objective.constant, domains, x, pairs=pairs, z=zs, base=base_p
+    )
+    _add_memory_rows(pulp, model, y, memory)
+    return model
+
+
+def _add_memory_rows(pulp, model: Model, y, memory: str) -> None:
+    """Capacity rows per (step, device) and each device's lower bound on its peak bytes.
+
+    Devices with infinite capacity get neither; with ``memory: off`` nothing is done.
+    """
+    problem, prob, x, domains = model.problem, model.prob, model.x, model.domains
+    g, t = problem.graph, cost_terms(problem)
+    order = g.order
+    model.min_need = [0.0] * problem.k
+    finite = [d for d, dev in enumerate(problem.cluster.devices) if math.isfinite(dev.memory_bytes)]
+    if memory == "off" or not finite:
+        return
+    last = {n: g.last_use(n) for n in order}
+    in_edges = {n: [(src, n, i) for i, src in enumerate(g[n].inputs)] for n in order}
+    # per-device byte tuples, looked up once
+    weight = {n: {s: t.node(n, s).weight_bytes for s in domains[n]} for n in order}
+    out = {n: {s: t.node(n, s).out_bytes for s in domains[n]} for n in order}
+    stage = {e: {sq: t.edge(*e, *sq).staging_bytes for sq in ye} for e, ye in y.items()}
+
+    for d in finite:
+        cap = problem.cluster.devices[d].memory_bytes
+        w_min = sum(min(b[d] for b in weight[n].values()) for n in order)
+        w_max = sum(max(b[d] for b in weight[n].values()) for n in order)
+        w_var = None
+        live: list[str] = []
+        need = w_min
+        for p, n in enumerate(order):
+            sources = [(out[u], x[u]) for u in live] + [(stage[e], y[e]) for e in in_edges[n]] + [(out[n], x[n])]
+            lo = sum(min(b[d] for b in table.values()) for table, _ in sources)
+            hi = sum(max(b[d] for b in table.values()) for table, _ in sources)
+            need = max(need, w_min + lo)
+            if memory == "on" or w_max + hi > cap:
+                if w_var is None:
+                    w_var = prob.add_variable(f"w_{d}", lowBound=0)
+                    row = [(b[d] / _MIB, x[v][s]) for v in order for s, b in weight[v].items()]
+                    row.append((-1.0, (((w_var, 1.0),), 0.0)))
+                    prob += _affine(pulp, row) == 0, f"w_{d}"
+                row = [(1.0, (((w_var, 1.0),), 0.0))]
+                row += [(b[d] / _MIB, exprs[key]) for table, exprs in sources for key, b in table.items()]
+                prob += _affine(pulp, row) <= cap / _MIB, f"mem_{p}_{d}"
+                model.memory_rows += 1
+            if last[n] > p:
+                live.append(n)
+            live = [u for u in live if last[u] > p]
+        model.min_need[d] = need
+        if need > cap:
+            model.hopeless = True
+
+
+def infeasible_report(problem: Problem, model: Model) -> dict:
+    devs = problem.cluster.devices
+    over = [d for d in range(problem.k) if model.min_need[d] > devs[d].memory_bytes]
+    lines = {
+        devs[d].name: f"needs at least {model.min_need[d]:.0f} B, capacity {devs[d].memory_bytes:.0f} B"
+        for d in range(problem.k)
+        if math.isfinite(devs[d].memory_bytes)
+    }
+    if over:
+        names = [devs[d].name for d in over]
+        reason = (
+            f"device(s) {', '.join(names)} cannot hold even their smallest possible share "
+            "of weights and activations"
+        )
+    else:
+        finite = [d for d in range(problem.k) if math.isfinite(devs[d].memory_bytes)]
+        finite.sort(key=lambda d: -model.min_need[d] / devs[d].memory_bytes)
+        names = [devs[d].name for d in finite[:2]]
+        reason = (
+            "no plan fits all memory capacities at once (each device alone could fit); "
+            f"tightest: {', '.join(names)}"
+        )
+    return {"reason": reason, "binding_devices": names, "memory_lower_bounds": lines}

@@ -1,0 +1,192 @@
+"""Exact integer-programming solver (``ilp``).
+
+Latency is a sum of node terms and edge terms (DESIGN §3), so the optimal plan
+is the optimum of a linear model with a binary ``x[v, s]`` per node and
+strategy and a continuous ``y[e, s, t] ≥ 0`` per edge and feasible strategy
+pair, tied together by the marginals ``Σ_t y[e, s, t] = x[u, s]`` and
+``Σ_s y[e, s, t] = x[v, t]``. At an integral ``x`` the marginals force ``y``
+to the product ``x[u, s]·x[v, t]``, so the model is exact; an infeasible
+pair (a consumer needing a partial sum its producer does not make) simply
+has no ``y``, which forbids it.
+
+Memory (``cost.memory_profile``) is linear in the same variables: device d
+needs ``W_d + held_d(p) ≤ capacity_d`` at every step p, where ``W_d`` sums
+the weight shards and ``held_d(p)`` the stored outputs still awaited at p,
+the buffers staged for p's inputs and p's own output.
+
+``space: pairs`` restricts the plans to the greedy's decision space
+(:mod:`iopopt.pairs`): a base plan plus disjoint IOP pairs, one binary ``z``
+per candidate pair, with each ``x`` an affine function of the ``z``.
+
+The backend is any PuLP solver by name (``PULP_CBC_CMD`` bundled, ``HiGHS``
+through highspy). The returned objective is the cost model's latency of the
+extracted plan; ``bound`` is the backend's proven lower bound (seconds).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from ...cost.evaluate import latency
+from ...model.problem import Problem
+from ...space.pairs import BASES
+from ..base import SolveResult, Solver, SolverError
+from .backends import check_backend, limit_and_bound, make_backend, quiet_stdout, read_log, unscale
+from .model import build, infeasible_report
+
+__all__ = ["IlpSolver", "SPACES", "MEMORY_MODES"]
+
+#: Decision spaces: every strategy of every node, or the greedy's base plan + IOP pairs.
+SPACES = ("full", "pairs")
+#: ``auto``: memory rows only where a finite capacity could bind; ``on``: every finite-capacity row; ``off``: none.
+MEMORY_MODES = ("auto", "on", "off")
+
+_PROOF_RTOL = 1e-6  # a proven plan may exceed the backend's bound by at most this (backend tolerances)
+
+
+class IlpSolver(Solver):
+    """Exact solver: a mixed-integer program solved by a PuLP backend.
+
+    Parameters
+    ----------
+    space : {"full", "pairs"}
+        ``full``: every strategy of every node; ``pairs``: the greedy's
+        decision space (base plan ``base`` plus disjoint IOP pairs).
+    backend : str
+        A PuLP solver name (``pulp.listSolvers()``), e.g. ``PULP_CBC_CMD`` or ``HiGHS``.
+    time_limit_s : float or None
+        Wall-time limit of the backend, seconds (None: no limit).
+    gap_rel : float
+        Relative optimality gap at which the backend may stop (0: prove optimality).
+    threads : int
+        Backend threads.
+    memory : {"auto", "on", "off"}
+        Memory capacity rows: ``auto`` adds a row only when the device's
+        capacity is finite and could bind; ``on`` every row of a finite
+        capacity; ``off`` none (the plan may then exceed memory).
+    msg : bool
+        Print the backend's log.
+    base : {"coedge", "oc"}
+        Base plan of the ``pairs`` space.
+    """
+
+    name = "ilp"
+    exact = True
+
+    def __init__(
+        self,
+        space: str = "full",
+        backend: str = "PULP_CBC_CMD",
+        time_limit_s: float | None = 60,
+        gap_rel: float = 0.0,
+        threads: int = 1,
+        memory: str = "auto",
+        msg: bool = False,
+        base: str = "coedge",
+    ):
+        self.space = space
+        self.backend = backend
+        self.time_limit_s = time_limit_s
+        self.gap_rel = gap_rel
+        self.threads = threads
+        self.memory = memory
+        self.msg = msg
+        self.base = base
+
+    def check_settings(self) -> None:
+        """Raise :class:`SolverError` naming a bad setting and its valid values."""
+        if self.space not in SPACES:
+            raise SolverError(f"ilp: unknown space {self.space!r}; valid: {list(SPACES)}")
+        if self.memory not in MEMORY_MODES:
+            raise SolverError(f"ilp: unknown memory mode {self.memory!r}; valid: {list(MEMORY_MODES)}")
+        if self.space == "pairs" and self.base not in BASES:
+            raise SolverError(f"ilp: unknown base plan {self.base!r}; valid: {list(BASES)}")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise SolverError(f"ilp: time_limit_s must be positive or None, got {self.time_limit_s!r}")
+        if not 0 <= self.gap_rel < 1:
+            raise SolverError(f"ilp: gap_rel must be in [0, 1), got {self.gap_rel!r}")
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        import pulp
+
+        check_backend(pulp, self.backend)
+        t0 = time.perf_counter()
+        model = build(pulp, problem, self.space, self.base, self.memory)
+        extra = {
+            "space": self.space,
+            "backend": self.backend,
+            "build_s": time.perf_counter() - t0,
+            **model.stats(),
+        }
+        if model.hopeless:
+            # proven without the backend: some device cannot hold even its cheapest possible share
+            extra.update(infeasible_report(problem, model))
+            return SolveResult(self.name, "infeasible", None, extra=extra)
+
+        with tempfile.TemporaryDirectory(prefix="iopopt-ilp-") as tmp:
+            backend = make_backend(pulp, self, Path(tmp))
+            t1 = time.perf_counter()
+            try:
+                with quiet_stdout(not self.msg and self.backend == "HiGHS"):
+                    model.prob.solve(backend)
+            except pulp.PulpSolverError as exc:
+                raise SolverError(f"ilp: backend {self.backend} failed: {exc}") from exc
+            solve_s = time.perf_counter() - t1
+            log = read_log(Path(tmp))
+        if self.msg and log:
+            print(log)
+        extra["solve_s"] = solve_s
+        # PuLP's own words, kept for debugging; they can say "Optimal" for a solve the time limit
+        # cut short, so `termination` (decided below) is the honest status
+        extra["pulp_status_raw"] = pulp.LpStatus.get(model.prob.status, str(model.prob.status))
+        extra["pulp_sol_status_raw"] = pulp.constants.LpSolution.get(model.prob.sol_status, str(model.prob.sol_status))
+
+        stopped, backend_bound = limit_and_bound(pulp, model.prob, self.backend, log)
+        if stopped is None:  # the backend does not say; judge by the clock
+            stopped = self.time_limit_s is not None and solve_s >= 0.98 * self.time_limit_s
+        extra["stopped_by_limit"] = stopped
+
+        sol = model.prob.sol_status
+        if model.prob.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
+            if not model.memory_rows:  # without memory rows every model has a feasible plan
+                raise SolverError(f"ilp: backend {self.backend} reports an infeasible model without memory rows")
+            extra.update(infeasible_report(problem, model))
+            return SolveResult(self.name, "infeasible", None, extra=extra)
+
+        has_solution = sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+        plan = model.extract() if has_solution else None
+        if plan is None:
+            if stopped:
+                return SolveResult(self.name, "time_limit", None, bound=unscale(backend_bound, model), extra=extra)
+            raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['pulp_status_raw']})")
+
+        objective = latency(problem, plan)  # the figure Solver.solve reports
+        obj_value = pulp.value(model.prob.objective)
+        extra["backend_objective_s"] = None if obj_value is None else obj_value / model.scale
+        bound = unscale(backend_bound, model)
+        proven = sol == pulp.LpSolutionOptimal and not stopped
+        if bound is None and proven:
+            bound = objective * (1.0 - self.gap_rel)
+            extra["bound_source"] = "proven within gap_rel" if self.gap_rel else "proven optimal"
+        elif bound is None:
+            extra["bound_source"] = f"not reported by {self.backend}"
+        else:
+            extra["bound_source"] = self.backend
+        if bound is not None:
+            bound = min(bound, objective)  # the recomputed objective is itself an upper bound on the optimum
+        if stopped:
+            termination = "time_limit"
+        elif proven and (self.gap_rel == 0 or bound >= objective):
+            termination = "optimal"
+        else:
+            termination = "feasible"
+        if termination == "optimal" and objective - bound > _PROOF_RTOL * objective:
+            # the backend claims a proof, but the extracted plan is measurably above its bound
+            termination = "feasible"
+            extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
+        return SolveResult(self.name, termination, plan, objective=objective, bound=bound, extra=extra)
+
+
+# -- model -----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Studies: profiling this machine, the fidelity of the cost model against measurement."""

@@ -1,1 +1,0 @@
-"""Solver plugins: one module per solver family, each configured by ``conf/solver/NAME.yaml``."""
