@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine, median  # noqa: E402
+from _machine import machine, median
 
-import iopopt  # noqa: E402
-from iopopt import zoo  # noqa: E402
-from iopopt.model.layouts import strategies_for  # noqa: E402
-from iopopt.network import SharedNetwork  # noqa: E402
+import iopopt
+from iopopt import zoo
+from iopopt.model.layouts import strategies_for
+from iopopt.network import SharedNetwork
 
 
 def main(repeats: int = 5) -> None:

@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from iopopt import Cluster, Problem, evaluate, trace, zoo  # noqa: E402
-from iopopt.network import NetworkModel, make_network  # noqa: E402
-from iopopt.solvers.greedy_iop import GreedyIop  # noqa: E402
+from iopopt import Cluster, Problem, evaluate, trace, zoo
+from iopopt.network import NetworkModel, make_network
+from iopopt.solvers.greedy_iop import GreedyIop
 
 TARGET_S = 0.5
 
@@ -99,13 +99,17 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     t_trace, graph = timed(lambda: trace(*zoo.build(args.model), name=args.model))
-    print(f"model: {graph!r}, {sum(op.kind in ('conv', 'linear') for op in graph)} conv/linear; traced in {t_trace:.2f} s")
+    heavy = sum(op.kind in ("conv", "linear") for op in graph)
+    print(f"model: {graph!r}, {heavy} conv/linear; traced in {t_trace:.2f} s")
     print(
         f"cluster: {args.k} devices at 5 GFLOP/s, {args.network} network "
         f"{args.bandwidth / 1e6:g} MB/s, {args.latency * 1e3:g} ms per message"
     )
     print(f"medians of {args.repeat} runs, seconds\n")
-    header = "| base | recompute | cold total | tables | warm total | greedy loop | check | pairs | evals | T_base ms | T ms |"
+    header = (
+        "| base | recompute | cold total | tables | warm total | greedy loop | check | pairs | evals "
+        "| T_base ms | T ms |"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     rows = []
@@ -116,7 +120,8 @@ def main(argv=None) -> int:
             res = r["result"]
             print(
                 f"| {base} | {recompute} | {r['cold']:.4f} | {r['tables']:.4f} | {r['warm']:.4f} | {r['loop']:.4f} "
-                f"| {r['check']:.4f} | {len(res.extra['pairs'])}/{res.extra['candidates']} | {res.extra['evaluations']} "
+                f"| {r['check']:.4f} | {len(res.extra['pairs'])}/{res.extra['candidates']} "
+                f"| {res.extra['evaluations']} "
                 f"| {res.extra['base_latency_s'] * 1e3:.2f} | {res.objective * 1e3:.2f} |"
             )
     default = rows[0]

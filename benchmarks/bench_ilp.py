@@ -31,11 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import iopopt  # noqa: E402
-from iopopt import Cluster, Device, Problem  # noqa: E402
-from iopopt.network import SharedNetwork, SwitchedNetwork  # noqa: E402
-from iopopt.frontend.synthetic import random_cnn  # noqa: E402
-from iopopt.solvers.ilp import IlpSolver  # noqa: E402
+import iopopt
+from iopopt import Cluster, Device, Problem
+from iopopt.frontend.synthetic import random_cnn
+from iopopt.network import SharedNetwork, SwitchedNetwork
+from iopopt.solvers.ilp import IlpSolver
 
 NETWORKS = {
     "gigabit": SwitchedNetwork(125e6, 1e-4),
@@ -64,8 +64,9 @@ def machine_info() -> str:
     except OSError:
         pass
     try:
-        import highspy  # noqa: F401
         from importlib.metadata import version
+
+        import highspy  # noqa: F401
 
         highs = version("highspy")
     except Exception:  # pragma: no cover - optional backend

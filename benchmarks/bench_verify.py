@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine, median  # noqa: E402
+from _machine import machine, median
 
-import iopopt  # noqa: E402
-from iopopt import Cluster, Device, Problem, plans, zoo  # noqa: E402
-from iopopt.network import SwitchedNetwork  # noqa: E402
+import iopopt
+from iopopt import Cluster, Device, Problem, plans, zoo
+from iopopt.network import SwitchedNetwork
 
 
 def main() -> None:

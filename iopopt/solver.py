@@ -4,9 +4,9 @@ from .solvers.base import (
     OBJECTIVE_RTOL,
     TERMINATIONS,
     ObjectiveMismatch,
-    SolveResult,
     Solver,
     SolverError,
+    SolveResult,
     Termination,
 )
 from .solvers.registry import CONF_DIR, make_solver, registered_solvers, solver_configs

@@ -103,12 +103,13 @@ def check(rows: list[dict], results: dict) -> None:
             continue
         if row["solver"] in ("ilp", "ilp_pairs") and row["termination"] != "optimal":
             problems.append("not proven optimal")
-        if ilp is not None and ilp.objective is not None and row.get("latency_s") is not None:
-            if ilp.objective > row["latency_s"] * (1 + RTOL):
-                problems.append(f"ilp {ilp.objective} > {row['latency_s']}")
-        if row["solver"] == "greedy_iop" and pairs is not None and pairs.objective is not None:
-            if pairs.objective > row["latency_s"] * (1 + RTOL):
-                problems.append(f"ilp_pairs {pairs.objective} > greedy {row['latency_s']}")
+        latency = row.get("latency_s")
+        ilp_known = ilp is not None and ilp.objective is not None and latency is not None
+        if ilp_known and ilp.objective > latency * (1 + RTOL):
+            problems.append(f"ilp {ilp.objective} > {row['latency_s']}")
+        greedy = row["solver"] == "greedy_iop"
+        if greedy and pairs is not None and pairs.objective is not None and pairs.objective > latency * (1 + RTOL):
+            problems.append(f"ilp_pairs {pairs.objective} > greedy {row['latency_s']}")
         if not row.get("model_agrees", False):
             problems.append("objective differs from the cost model")
         if "verified" in row and not row["verified"]:
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
     print(f"ilp/ilp_pairs proven optimal: {sum(r.get('termination') == 'optimal' for r in opt)}/{len(opt)}")
     print(f"failed checks: {len(bad)}")
     for r in bad[:20]:
-        print("  ", {k: r.get(k) for k in ("model", "k", "cluster", "network", "bandwidth", "solver", "problems", "error")})
+        keys = ("model", "k", "cluster", "network", "bandwidth", "solver", "problems", "error")
+        print("  ", {k: r.get(k) for k in keys})
     print(f"results: {dest / 'results.csv'}")
     return 1 if bad else 0
 

@@ -5,8 +5,8 @@ unless ``--runslow`` is given: ``.venv/bin/python -m pytest --runslow -m slow``.
 """
 
 import pytest
-from hypothesis import settings
 import torch
+from hypothesis import settings
 
 torch.set_num_threads(1)
 

@@ -335,7 +335,8 @@ def test_bad_override_cli_exits_2_with_one_line(tmp_path, case):
     assert_cli_config_error(proc, needles)
     assert "Config search path" not in proc.stderr
     # values checked once the job has started (the run folder exists, but holds no result)
-    assert not (tmp_path / "outputs").exists() or case in ("bad-cluster-host", "bad-solver-setting", "bad-solver-choice")
+    late = ("bad-cluster-host", "bad-solver-setting", "bad-solver-choice")
+    assert not (tmp_path / "outputs").exists() or case in late
 
 
 OVERRIDE_CHECKS = {
@@ -467,8 +468,8 @@ def test_report_marks_errors_and_pairs_by_instance(tmp_path):
              latency_s=1.0, lower_bound_s=0.5, peak_memory_bytes=10),
         dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="coedge", termination="completed",
              latency_s=1.5, lower_bound_s=0.5, peak_memory_bytes=20),
-        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="greedy_iop", termination="completed",
-             latency_s=1.2, lower_bound_s=0.5, peak_memory_bytes=15),
+        dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="greedy_iop",
+             termination="completed", latency_s=1.2, lower_bound_s=0.5, peak_memory_bytes=15),
         dict(base, model="alexnet", cluster="c", network="n", instance="I", solver="brute", termination="error",
              error="SolverError: too big", lower_bound_s=0.5),
     ]

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 import iopopt
 from iopopt import Cluster, Device, Plan
 from iopopt.cost import evaluate, latency
+from iopopt.frontend.synthetic import random_cnn
 from iopopt.model.layouts import strategies_for
 from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.frontend.synthetic import random_cnn
 
 torch.set_num_threads(1)
 

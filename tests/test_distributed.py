@@ -42,7 +42,7 @@ def _cluster(k: int, hetero: bool) -> Cluster:
     return Cluster(tuple(Device(f"d{i}", f) for i, f in enumerate(speeds)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name: str, shape):
     module, default = zoo.build(name)
     return module, trace(module, shape or default)

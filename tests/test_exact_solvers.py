@@ -18,23 +18,23 @@ import pytest
 
 import iopopt
 from iopopt import Cluster, Device, Plan, Problem, evaluate
-from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.space.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
-from iopopt.solvers import SolverError, make_solver
 from iopopt.frontend.synthetic import random_cnn
+from iopopt.network import SharedNetwork, SwitchedNetwork
+from iopopt.solvers import SolverError, make_solver
 from iopopt.solvers.exact import BruteSolver, DpSolver
 from iopopt.solvers.ilp import IlpSolver
+from iopopt.space.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
 
 RTOL = 1e-9
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graph(seed: int, n_layers: int, kind: str, channels=(2, 12), hw=(8, 12)):
     module, shape = random_cnn(seed, n_layers, kind=kind, channels=channels, input_hw=hw)
     return iopopt.trace(module, shape, name=f"{kind}{n_layers}-s{seed}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zoo_graph(name: str):
     module, shape = iopopt.zoo.build(name)
     return iopopt.trace(module, shape, name=name)
@@ -372,5 +372,8 @@ def test_configs_build_the_solvers(name):
 
 def test_import_is_light():
     """Importing the solver modules does not load the MILP backends (they load on first solve)."""
-    code = "import sys, iopopt.solvers.ilp, iopopt.solvers.exact; assert 'pulp' not in sys.modules and 'highspy' not in sys.modules"
+    code = (
+        "import sys, iopopt.solvers.ilp, iopopt.solvers.exact; "
+        "assert 'pulp' not in sys.modules and 'highspy' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,12 +18,12 @@ from torch import nn
 
 import iopopt
 from iopopt import Cluster, Device, Problem, compile_plan, plans, zoo
-from iopopt.exec.simulated import Faults, SimulatedExecutor
-from iopopt.exec.verify import verify
 from iopopt.compile import terms
 from iopopt.exec.kernels import weight_shard
-from iopopt.network import SharedNetwork, SwitchedNetwork
+from iopopt.exec.simulated import Faults, SimulatedExecutor
+from iopopt.exec.verify import verify
 from iopopt.frontend.synthetic import SyntheticCNN, random_cnn
+from iopopt.network import SharedNetwork, SwitchedNetwork
 
 torch.set_num_threads(1)
 

@@ -7,6 +7,7 @@ local optimality is checked by trying every remaining pair with the cost model.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pytest
@@ -14,16 +15,16 @@ import torch
 from torch import nn
 
 from iopopt import Cluster, Problem, evaluate, trace, zoo
-from iopopt.model.layouts import STRATEGIES
-from iopopt.network import SharedNetwork, SwitchedNetwork
-from iopopt.space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
-from iopopt.model.problem import InvalidPlan
-from iopopt.solvers import SolverError, make_solver
 from iopopt.frontend.synthetic import random_cnn
-from iopopt.solvers.testing import contract_problems
 from iopopt.frontend.zoo import init_weights
+from iopopt.model.layouts import STRATEGIES
+from iopopt.model.problem import InvalidPlan
+from iopopt.network import SharedNetwork, SwitchedNetwork
+from iopopt.solvers import SolverError, make_solver
 from iopopt.solvers.baselines import BestUniform, RandomPlan
 from iopopt.solvers.greedy_iop import BENEFIT_RTOL, GreedyIop
+from iopopt.solvers.testing import contract_problems
+from iopopt.space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
 
 torch.set_num_threads(1)
 
@@ -55,7 +56,7 @@ def _uniform_chain(n_convs: int = 8, channels: int = 64, hw: int = 2, relu: bool
     return init_weights(module, seed=0, input_shape=shape).eval(), shape
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graph(model: str):
     if model.startswith("chain"):
         module, shape = random_cnn(int(model[5:]), 8, kind="chain", channels=(4, 16))
@@ -70,7 +71,7 @@ def _graph(model: str):
     return trace(module, shape, name=model)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem_for(case: str, memory_bytes: float = float("inf")) -> Problem:
     model, k, net = _CASES[case]
     network = SharedNetwork(1e8, 1e-5) if net == "shared" else SwitchedNetwork(1e8, 1e-5)
@@ -232,10 +233,8 @@ def test_best_uniform_is_no_worse_than_any_uniform_plan(case):
     best = BestUniform().solve(problem)
     rivals = [base_plan(problem, b) for b in ("coedge", "oc")]
     for strategy in STRATEGIES:
-        try:
+        with contextlib.suppress(InvalidPlan):
             rivals.append(problem.plan({}, default=strategy))
-        except InvalidPlan:
-            pass
     assert len(rivals) >= 6
     assert best.objective <= min(cost(problem, p) for p in rivals) * (1 + 1e-12)
     for name in ("single", "coedge", "oc"):

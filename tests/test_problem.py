@@ -142,7 +142,35 @@ def test_evaluate_takes_a_mapping_and_rejects_other_plans(problem):
 def test_unknown_solver_setting_lists_the_valid_ones():
     from iopopt.solvers import SolverError, make_solver
 
-    with pytest.raises(SolverError, match=r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute'\]"):
+    needle = r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute'\]"
+    with pytest.raises(SolverError, match=needle):
         make_solver("greedy_iop", foo=1)
     with pytest.raises(ValueError, match=r"unknown solver 'gredy'; valid: \["):
         make_solver("gredy")
+
+
+# -- cost terms belong to one problem ------------------------------------------------------------
+
+
+def test_a_copy_with_another_network_gets_its_own_cost_terms():
+    """dataclasses.replace(problem, network=...) must not reuse the first network's cached terms."""
+    import dataclasses
+
+    from iopopt.space.plans import all_oc
+
+    module, shape = zoo.build("tiny_chain")
+    slow_net = SharedNetwork(bandwidth_bytes_per_s=1e6, latency_s=1e-3)
+    fast_net = SharedNetwork(bandwidth_bytes_per_s=1e9, latency_s=1e-6)
+    slow = iopopt.Problem(iopopt.trace(module, shape), Cluster.homogeneous(3, 1e9), slow_net)
+    plan = all_oc(slow)
+    before = iopopt.evaluate(slow, plan)  # fills slow's cache first
+    fast = dataclasses.replace(slow, network=fast_net)
+    fresh = iopopt.Problem(slow.graph, slow.cluster, fast_net)  # built from scratch: the oracle
+    assert before.messages > 0
+    assert iopopt.evaluate(fast, plan).latency_s == iopopt.evaluate(fresh, plan).latency_s
+    assert iopopt.evaluate(fast, plan).comm_s < before.comm_s / 100
+    # and the first problem keeps its own figures
+    assert iopopt.evaluate(slow, plan).latency_s == before.latency_s
+    # the same for the cluster: a copy on faster devices computes faster
+    quick = dataclasses.replace(slow, cluster=Cluster.homogeneous(3, 1e12))
+    assert iopopt.evaluate(quick, plan).compute_s < before.compute_s / 100

@@ -1,4 +1,4 @@
-"""Every configured solver (conf/solver/*.yaml) passes the shared solver contract.
+"""Every registered solver (conf/solver/*.yaml, and entry points of installed packages) passes the contract.
 
 A new solver is covered by adding its module and YAML: no new test code.
 """
@@ -10,7 +10,15 @@ import textwrap
 import pytest
 import torch
 
-from iopopt.solvers import ObjectiveMismatch, SolveResult, Solver, SolverError, make_solver, solver_configs
+from iopopt.solvers import (
+    ObjectiveMismatch,
+    Solver,
+    SolverError,
+    SolveResult,
+    make_solver,
+    registered_solvers,
+    solver_configs,
+)
 from iopopt.solvers.testing import (
     CASE_IDS,
     ContractViolation,
@@ -22,7 +30,7 @@ from iopopt.solvers.testing import (
 
 torch.set_num_threads(1)
 
-SOLVER_NAMES = sorted(solver_configs())
+SOLVER_NAMES = sorted(registered_solvers())  # conf/solver/*.yaml and entry points of installed packages
 
 
 class TestConfiguredSolvers(SolverContract):

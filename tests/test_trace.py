@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 import iopopt
-from iopopt import zoo
-from iopopt import UnsupportedOperator
+from iopopt import UnsupportedOperator, zoo
 
 torch.set_num_threads(1)
 

@@ -18,12 +18,15 @@ log = logging.getLogger("iopopt")
 class _ConfOptions:
     """The one method of Hydra's config loader that ``glob(...)`` sweeps need: a group's options."""
 
+    def __init__(self, searchpath=()):
+        self.searchpath = list(searchpath or ())
+
     def get_group_options(self, group: str, results_filter: Any = None, config_name: Any = None,
                           overrides: Any = None) -> list[str]:
         from ..solvers.registry import CONF_DIR
         from .overrides import group_options
 
-        return group_options(CONF_DIR, group)
+        return group_options(CONF_DIR, group, self.searchpath)
 
 
 def sweep_size(config: DictConfig) -> int | None:
@@ -38,7 +41,8 @@ def sweep_size(config: DictConfig) -> int | None:
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         args = [f"{k}={v}" for k, v in params.items()]
         args += list(OmegaConf.select(config, "hydra.overrides.task", default=None) or [])
-        overrides = OverridesParser.create(config_loader=_ConfOptions()).parse_overrides(args)
+        searchpath = OmegaConf.select(config, "hydra.searchpath", default=None) or []
+        overrides = OverridesParser.create(config_loader=_ConfOptions(searchpath)).parse_overrides(args)
         return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
     except Exception:
         return None

@@ -61,7 +61,19 @@ class ConfigError(ValueError):
 
 #: Keys allowed at the top level of the composed config (groups and run settings).
 TOP_LEVEL_KEYS = frozenset(
-    {"model", "cluster", "network", "solver", "study", "verify", "threads", "dtype_bytes", "save_per_op", "gap", "fidelity"}
+    {
+        "model",
+        "cluster",
+        "network",
+        "solver",
+        "study",
+        "verify",
+        "threads",
+        "dtype_bytes",
+        "save_per_op",
+        "gap",
+        "fidelity",
+    }
 )
 STUDIES = ("single", "gap", "fidelity")
 #: Allowed keys of the ``fidelity`` study settings (conf/experiment/fidelity.yaml).

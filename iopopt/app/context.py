@@ -8,7 +8,6 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-
 __all__ = ["JobContext", "SWEEP_JOBS_ENV"]
 
 #: Environment variable through which the sweep callback tells the jobs how many there are.
@@ -27,7 +26,7 @@ class JobContext:
     overrides: tuple[str, ...] = ()
 
     @classmethod
-    def from_hydra(cls) -> "JobContext":
+    def from_hydra(cls) -> JobContext:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 

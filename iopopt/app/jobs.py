@@ -227,7 +227,8 @@ def _run_fidelity(cfg, base, out: Path, started: float) -> dict:
                            "plans": summary["n"], "report": str(dest / "fidelity.md")}
     rec["job_time_s"] = time.perf_counter() - started
     write_json_atomic(out / RESULT_FILE, rec)
-    log.info("fidelity study: %s; report %s", rec.get("fidelity") or rec.get("error"), display_path(dest / "fidelity.md"))
+    outcome = rec.get("fidelity") or rec.get("error")
+    log.info("fidelity study: %s; report %s", outcome, display_path(dest / "fidelity.md"))
     return rec
 
 

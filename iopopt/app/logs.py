@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-
 from ..results.io import display_path
-from .overrides import GROUPS
 from .context import SWEEP_JOBS_ENV, JobContext
+from .overrides import GROUPS
 
 __all__ = ["log_record"]
 

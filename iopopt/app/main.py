@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import sys
 
 import hydra
@@ -29,6 +30,7 @@ from .configs import ConfigError
 from .context import JobContext
 from .jobs import run
 from .overrides import check_overrides
+from .plugins import register_entry_point_solvers
 
 __all__ = ["main"]
 
@@ -73,12 +75,17 @@ def main(cfg: DictConfig | None = None) -> float | None:
     config and returns its ``latency_s`` (NaN without a plan), like the Hydra
     task function does for a sweeper.
     """
+    register_entry_point_solvers()  # solvers of other packages become options of the solver group
     if cfg is not None:
         return _task(cfg)
     if len(sys.argv) > 1 and sys.argv[1] == "profile":  # `iopopt profile [...]`: measure this machine
         from ..studies.profile import main as profile_main
 
         sys.exit(profile_main(sys.argv[2:]))
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # `python -m iopopt` imports from the current directory; the console script should too
+        # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)
+        sys.path.insert(0, os.getcwd())
     overrides = _command_line_overrides(sys.argv[1:])
     if overrides:
         try:

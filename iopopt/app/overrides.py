@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .configs import CLUSTER_KEYS, MODEL_KEYS, ConfigError, _constructor_keys
+from .plugins import config_search_path, register_entry_point_solvers, searchpath_overrides
 
 __all__ = ["GROUPS", "group_options", "check_overrides"]
 
@@ -35,12 +36,19 @@ def _yaml_cached(path: str) -> Any:
         return yaml.safe_load(f) or {}
 
 
-def group_options(conf_dir, group: str) -> list[str]:
-    """The options of a config group: ``conf/<group>/**/*.yaml`` without the suffix, sorted."""
-    from pathlib import Path
+def group_options(conf_dir, group: str, searchpath: Sequence[str] = ()) -> list[str]:
+    """The options of a config group as Hydra sees them, sorted.
 
-    root = Path(conf_dir) / group
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    ``conf/<group>/**/*.yaml`` of the package, of search-path plugins and of
+    the ``searchpath`` entries, and the solvers other packages register
+    (:func:`~iopopt.app.plugins.register_entry_point_solvers`).
+    """
+    from hydra._internal.config_repository import ConfigRepository
+
+    if group == "solver":
+        register_entry_point_solvers()
+    repo = ConfigRepository(config_search_path=config_search_path(conf_dir, searchpath))
+    return repo.get_group_options(group)
 
 
 def _chosen_options(o, group: str, available: list[str]) -> list[str] | None:
@@ -150,6 +158,7 @@ def check_overrides(overrides: list[str], conf_dir) -> None:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except Exception:  # a syntax error: Hydra reports it
         return
+    searchpath = searchpath_overrides(overrides)
     choices: dict[str, list[str]] = {}
     unsure: set[str] = set()
     keyed = []
@@ -160,7 +169,7 @@ def check_overrides(overrides: list[str], conf_dir) -> None:
         if "/" in key:
             continue
         if key in GROUPS:
-            chosen = _chosen_options(o, key, group_options(conf_dir, key))
+            chosen = _chosen_options(o, key, group_options(conf_dir, key, searchpath))
             if chosen is None and key == "experiment" and not o.is_sweep_override() and o.value() is None:
                 chosen = []  # experiment=null: no experiment
             if chosen is None:

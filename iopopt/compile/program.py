@@ -58,8 +58,11 @@ def compile_plan(problem: Problem, plan: Plan | Mapping[str, str], validate: boo
     steps = []
     for op in problem.graph:
         s = plan[op.name]
-        inputs = tuple(t.edge(src, op.name, i, plan[src], s) for i, src in enumerate(op.inputs))
-        if validate is False and any(r is None for r in inputs):
-            raise ValueError(f"node {op.name!r} in {s!r}: an input edge is infeasible (validate the plan)")
-        steps.append(Step(op, s, t.node(op.name, s), inputs))
+        inputs = []
+        for i, src in enumerate(op.inputs):
+            edge = t.edge(src, op.name, i, plan[src], s)
+            if edge is None:  # only an unvalidated plan gets here
+                raise ValueError(f"edge {src} → {op.name}: {op.name!r} in {s!r} cannot take {src!r} in {plan[src]!r}")
+            inputs.append(edge)
+        steps.append(Step(op, s, t.node(op.name, s), tuple(inputs)))
     return Program(problem, plan, tuple(steps))

@@ -8,10 +8,11 @@ partial sum is reduced by every holder sending its copy of the target region;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..model.cluster import split_counts
-from ..model.layouts import Dist, Region
+from ..model.layouts import ChannelBlocks, Dist, Intervals, Layout, Region
 from ..model.network import Message, NetworkModel
 
 __all__ = ["Transfer", "Resharding", "reshard", "blocks"]
@@ -59,9 +60,10 @@ class Resharding:
         return sum(t.nbytes for p in self.phases for t in p)
 
 
-def blocks(counts) -> tuple[tuple[tuple[int, int], ...], ...]:
+def blocks(counts: Sequence[int]) -> ChannelBlocks:
     """Consecutive intervals of the given sizes, one per device (empty for a zero count)."""
-    out, start = [], 0
+    out: list[Intervals] = []
+    start = 0
     for c in counts:
         out.append(((start, start + c),) if c else ())
         start += c
@@ -73,7 +75,7 @@ def reshard(
     dst: Dist,
     dtype_bytes: int,
     network: NetworkModel | None = None,
-    channel_blocks=None,
+    channel_blocks: ChannelBlocks | None = None,
 ) -> Resharding | None:
     """Compile the messages turning ``src`` into ``dst`` (None when impossible).
 
@@ -85,20 +87,21 @@ def reshard(
     """
     k = len(src.parts)
     shape = src.shape
-    if dst.kind == "P":
-        if src.kind != "P":
+    if dst.kind == Layout.PARTIAL:
+        if src.kind != Layout.PARTIAL:
             return None
         return Resharding(src, src, (), (0,) * k, 0.0)
     phases: list[tuple[Transfer, ...]] = []
     staging = [0] * k
-    if src.kind == "P":
+    if src.kind == Layout.PARTIAL:
         holders = src.holders()
-        if dst.kind == "R":
+        if dst.kind == Layout.REPLICATED:
             if channel_blocks is None:
                 channel_blocks = blocks(split_counts(shape[1], [1.0] * k))
             rows = (0, shape[2]) if len(shape) == 4 else None
             regions = [Region(b, rows) if b else None for b in channel_blocks]
-            p1, p2 = [], []
+            p1: list[Transfer] = []
+            p2: list[Transfer] = []
             for d, r in enumerate(regions):
                 if r is None:
                     continue

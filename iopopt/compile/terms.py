@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..model.graph import OpNode
-from ..model.layouts import Dist, Layout, Region, full_region, halo_rows
+from ..model.layouts import ChannelBlocks, Dist, Intervals, Layout, Region, full_region, halo_rows
 from ..model.problem import Problem
 from .reshard import Resharding, blocks, reshard
 
@@ -62,18 +63,18 @@ class CostTerms:
         self.k = problem.cluster.k
         self.host = problem.cluster.host
         self.dtype_bytes = problem.graph.dtype_bytes
-        self._canon_c: dict[str, tuple] = {}
-        self._canon_s: dict[str, tuple] = {}
+        self._canon_c: dict[str, ChannelBlocks] = {}
+        self._canon_s: dict[str, tuple[tuple[int, int] | None, ...]] = {}
         self._out: dict[tuple, Dist] = {}
         self._req: dict[tuple, Dist] = {}
         self._node: dict[tuple, NodeTerm] = {}
         self._edge: dict[tuple, Resharding | None] = {}
 
     # canonical splits, fixed per tensor ---------------------------------------------
-    def _fresh(self, n: int) -> tuple:
+    def _fresh(self, n: int) -> ChannelBlocks:
         return blocks(self.cluster.counts(n))
 
-    def canon_c(self, name: str) -> tuple:
+    def canon_c(self, name: str) -> ChannelBlocks:
         """Per-device channel intervals of node ``name``'s output under a channel split."""
         got = self._canon_c.get(name)
         if got is not None:
@@ -88,7 +89,7 @@ class CostTerms:
                 unit *= s
             got = tuple(tuple((a * unit, b * unit) for a, b in iv) for iv in self.canon_c(op.inputs[0]))
         elif kind == "cat":
-            per_dev: list[list] = [[] for _ in range(self.k)]
+            per_dev: list[list[tuple[int, int]]] = [[] for _ in range(self.k)]
             offset = 0
             for src, shp in zip(op.inputs, op.in_shapes):
                 for d, iv in enumerate(self.canon_c(src)):
@@ -100,7 +101,7 @@ class CostTerms:
         self._canon_c[name] = got
         return got
 
-    def canon_s(self, name: str) -> tuple:
+    def canon_s(self, name: str) -> tuple[tuple[int, int] | None, ...]:
         """Per-device row interval of node ``name``'s output under a row split (None: no rows)."""
         got = self._canon_s.get(name)
         if got is None:
@@ -109,11 +110,11 @@ class CostTerms:
             self._canon_s[name] = got
         return got
 
-    def _dist_c(self, shape, ivs) -> Dist:
+    def _dist_c(self, shape: tuple[int, ...], ivs: ChannelBlocks) -> Dist:
         rows = (0, shape[2]) if len(shape) == 4 else None
-        return Dist("C", tuple(Region(iv, rows) if iv else None for iv in ivs), shape)
+        return Dist(Layout.CHANNELS, tuple(Region(iv, rows) if iv else None for iv in ivs), shape)
 
-    def _dist_full(self, kind: str, shape, devices) -> Dist:
+    def _dist_full(self, kind: Layout, shape: tuple[int, ...], devices: Collection[int]) -> Dist:
         full = full_region(shape)
         return Dist(kind, tuple(full if d in devices else None for d in range(self.k)), shape)
 
@@ -138,16 +139,16 @@ class CostTerms:
         op = self.g[name]
         shape = op.out_shape
         if strategy == "host":
-            got = self._dist_full("H", shape, {self.host})
+            got = self._dist_full(Layout.HOST, shape, {self.host})
         elif strategy == "replicate":
-            got = self._dist_full("R", shape, set(range(self.k)))
+            got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
         elif strategy in ("oc", "channel"):
             got = self._dist_c(shape, self.canon_c(name))
         elif strategy == "rows":
             c = shape[1]
-            got = Dist("S", tuple(Region(((0, c),), r) if r else None for r in self.canon_s(name)), shape)
+            got = Dist(Layout.ROWS, tuple(Region(((0, c),), r) if r else None for r in self.canon_s(name)), shape)
         elif strategy in ("ic", "partial"):
-            got = self._dist_full("P", shape, self.p_holders(name))
+            got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name))
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
         self._out[key] = got
@@ -162,16 +163,16 @@ class CostTerms:
         op = self.g[name]
         shape = op.in_shapes[index]
         if strategy == "host":
-            got = self._dist_full("H", shape, {self.host})
+            got = self._dist_full(Layout.HOST, shape, {self.host})
         elif strategy in ("replicate", "oc"):
-            got = self._dist_full("R", shape, set(range(self.k)))
+            got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
         elif strategy == "ic":
             got = self._dist_c(shape, self.canon_c(op.inputs[index]))
         elif strategy == "channel":
             src = name if op.kind == "add" else op.inputs[index]
             got = self._dist_c(shape, self.canon_c(src))
         elif strategy == "rows":
-            parts = []
+            parts: list[Region | None] = []
             for r in self.canon_s(name):
                 if r is None:
                     parts.append(None)
@@ -179,9 +180,9 @@ class CostTerms:
                 lo, hi, _, _ = halo_rows(op, r[0], r[1])
                 # hi == lo: the device's window is all padding; it needs no real row
                 parts.append(Region(((0, shape[1]),), (lo, hi)))
-            got = Dist("S", tuple(parts), shape)
+            got = Dist(Layout.ROWS, tuple(parts), shape)
         elif strategy == "partial":
-            got = Dist("P", (None,) * self.k, shape)
+            got = Dist(Layout.PARTIAL, (None,) * self.k, shape)
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
         self._req[key] = got
@@ -248,7 +249,7 @@ class CostTerms:
         self._node[key] = got
         return got
 
-    def _weight_elems(self, op: OpNode, strategy: str, d: int, out: Dist, required) -> int:
+    def _weight_elems(self, op: OpNode, strategy: str, d: int, out: Dist, required: tuple[Dist, ...]) -> int:
         if not op.weight_elems:
             return 0
         if strategy == "host":
@@ -258,6 +259,7 @@ class CostTerms:
             return op.weight_elems if out.parts[d] is not None else 0
         if op.kind in ("conv", "linear"):
             wshape = op.weight_shape
+            assert wshape is not None  # a conv/linear has weights
             cout, cin = wshape[0], wshape[1]
             bias = op.bias_shape[0] if op.bias_shape is not None else 0
             per_pair = (op.weight_elems - bias) // (cout * cin)
@@ -276,7 +278,7 @@ class CostTerms:
         raise AssertionError(f"no weight rule for {op.kind} in {strategy}")  # pragma: no cover
 
 
-def _merge(ivs) -> tuple:
+def _merge(ivs: Collection[tuple[int, int]]) -> Intervals:
     out: list[list[int]] = []
     for a, b in sorted(ivs):
         if a == b:

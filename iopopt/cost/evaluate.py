@@ -12,9 +12,8 @@ current output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ..compile.program import Program, compile_plan
 from ..compile.terms import terms

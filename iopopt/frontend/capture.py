@@ -303,16 +303,14 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
             kind, params, flops = _classify_method(node, in_shapes, out_shape)
         else:  # pragma: no cover - fx has no other ops
             raise _unsupported(node, "unknown fx op")
-        if kind == "add":
-            if len(tensor_args) != 2 or any(s != out_shape for s in in_shapes):
-                raise _unsupported(node, "add must join two tensors of the same shape (no broadcasting, no scalars)")
+        if kind == "add" and (len(tensor_args) != 2 or any(s != out_shape for s in in_shapes)):
+            raise _unsupported(node, "add must join two tensors of the same shape (no broadcasting, no scalars)")
         if kind in ("act", "dropout") and len(tensor_args) != 1:
             raise _unsupported(node, "expected one tensor argument")
         if kind in CHANNELWISE_KINDS and kind != "flatten" and len(out_shape) == 4 and out_shape[1] != in_shapes[0][1]:
             raise _unsupported(node, "channel-wise op changes the channel count")
-        if kind in WINDOWED_KINDS or kind == "bn" or kind == "conv":
-            if len(in_shapes[0]) != 4:
-                raise _unsupported(node, f"{kind} on a {len(in_shapes[0])}-D tensor; expected (N, C, H, W)")
+        if (kind in WINDOWED_KINDS or kind == "bn" or kind == "conv") and len(in_shapes[0]) != 4:
+            raise _unsupported(node, f"{kind} on a {len(in_shapes[0])}-D tensor; expected (N, C, H, W)")
         welems = (math.prod(wshape) if wshape else 0) + (math.prod(bshape) if bshape else 0)
         if kind == "bn":
             welems = 4 * in_shapes[0][1] if wshape else 2 * in_shapes[0][1]  # scale, shift, mean, var

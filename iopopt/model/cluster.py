@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Device", "Cluster", "split_counts", "SPLIT_POLICIES"]
 
 SPLIT_POLICIES = ("proportional", "equal")
 
 
-def _positive(owner: str, field_name: str, value) -> None:
+def _positive(owner: str, field_name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {field_name} must be a positive finite number, got {value!r}")
 
@@ -102,7 +103,7 @@ class Cluster:
         return split_counts(n, self.weights())
 
     @classmethod
-    def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw) -> "Cluster":
+    def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
         op_overhead_s = kw.pop("op_overhead_s", 0.0)

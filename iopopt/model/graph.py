@@ -9,6 +9,7 @@ by hand (tests do) or by any front end.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -134,7 +135,7 @@ class OpGraph:
                 raise ValueError(f"duplicate node name {op.name!r}")
             self._nodes[op.name] = op
             self.g.add_node(op.name, op=op)
-            for i, src in enumerate(op.inputs):
+            for src in op.inputs:
                 if src not in self._nodes:
                     raise ValueError(f"node {op.name!r} uses {src!r} before it is defined")
                 self.g.add_edge(src, op.name)
@@ -196,9 +197,10 @@ class OpGraph:
             total += op.weight_elems - (2 * op.in_shapes[0][1] if op.kind == "bn" else 0)
         return total
 
-    def macs(self, kinds=("conv", "linear", "dwconv")) -> int:
+    def macs(self, kinds: Iterable[str] = ("conv", "linear", "dwconv")) -> int:
         """Multiply-accumulates of the given kinds (FLOPs / 2)."""
-        return sum(op.flops // 2 for op in self if op.kind in kinds)
+        wanted = set(kinds)
+        return sum(op.flops // 2 for op in self if op.kind in wanted)
 
     def is_chain(self) -> bool:
         """True when every node has at most one consumer and one input."""

@@ -78,7 +78,10 @@ class InapplicableStrategy(ValueError):
     """A plan names a strategy that the node's op kind cannot use."""
 
 
+#: Channel intervals ``((lo, hi), ...)`` of one device's region, in increasing order.
 Intervals = tuple[tuple[int, int], ...]
+#: Per-device channel intervals of a channel split (an empty tuple: the device holds none).
+ChannelBlocks = tuple[Intervals, ...]
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class Region:
     def is_empty(self) -> bool:
         return self.n_ch == 0 or self.n_rows == 0
 
-    def intersect(self, other: "Region") -> "Region | None":
+    def intersect(self, other: Region) -> Region | None:
         ch = _intersect_intervals(self.ch, other.ch)
         if not ch:
             return None
@@ -121,7 +124,7 @@ class Region:
             rows = self.rows if self.rows is not None else other.rows
         return Region(ch, rows)
 
-    def contains(self, other: "Region") -> bool:
+    def contains(self, other: Region) -> bool:
         inter = self.intersect(other)
         return inter is not None and inter == other
 

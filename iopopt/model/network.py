@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any
 
 __all__ = ["Message", "NetworkModel", "SharedNetwork", "SwitchedNetwork", "NETWORKS", "make_network"]
 
@@ -25,9 +26,9 @@ class Message:
     nbytes: int
 
 
-def _check(owner: str, name: str, value, allow_zero: bool = False) -> None:
+def _check(owner: str, name: str, value: object, allow_zero: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
+    ok = ok and (value >= 0 if allow_zero else value > 0)  # type: ignore[operator]  # a number by now
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
@@ -98,7 +99,10 @@ class SwitchedNetwork(NetworkModel):
     def phase_time(self, messages: Sequence[Message]) -> float:
         if not messages:
             return 0.0
-        sent_n, recv_n, sent_b, recv_b = Counter(), Counter(), Counter(), Counter()
+        sent_n: Counter[int] = Counter()
+        recv_n: Counter[int] = Counter()
+        sent_b: Counter[int] = Counter()
+        recv_b: Counter[int] = Counter()
         for m in messages:
             sent_n[m.src] += 1
             recv_n[m.dst] += 1
@@ -113,7 +117,7 @@ class SwitchedNetwork(NetworkModel):
 NETWORKS = {"shared": SharedNetwork, "switched": SwitchedNetwork}
 
 
-def make_network(kind: str, **settings) -> NetworkModel:
+def make_network(kind: str, **settings: Any) -> NetworkModel:
     """Build a network model by name (``shared`` or ``switched``)."""
     try:
         cls = NETWORKS[kind]

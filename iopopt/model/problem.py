@@ -59,7 +59,7 @@ class Problem:
         """Σ FLOPs / Σ device FLOP/s: no communication, perfect balance, no overheads."""
         return self.graph.total_flops / self.cluster.total_flops_per_s
 
-    def plan(self, strategies: Mapping[str, str], default: str | None = None) -> "Plan":
+    def plan(self, strategies: Mapping[str, str], default: str | None = None) -> Plan:
         """A validated plan; nodes not in ``strategies`` get ``default`` where applicable, else ``host``."""
         full = {}
         for op in self.graph:
@@ -86,7 +86,7 @@ class Plan(Mapping):
 
     def __init__(self, strategies: Mapping[str, str]):
         self._s = MappingProxyType(dict(strategies))
-        self._hash = None
+        self._hash: int | None = None
 
     def __getitem__(self, node: str) -> str:
         return self._s[node]
@@ -102,7 +102,7 @@ class Plan(Mapping):
             self._hash = hash(frozenset(self._s.items()))
         return self._hash
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Plan) and dict(self._s) == dict(other._s)
 
     def __repr__(self) -> str:
@@ -111,11 +111,11 @@ class Plan(Mapping):
             counts[s] = counts.get(s, 0) + 1
         return f"Plan({len(self)} nodes: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) + ")"
 
-    def replace(self, **changes: str) -> "Plan":
+    def replace(self, **changes: str) -> Plan:
         """A copy with the given node strategies changed (keyword form of :meth:`with_`)."""
         return self.with_(changes)
 
-    def with_(self, changes: Mapping[str, str]) -> "Plan":
+    def with_(self, changes: Mapping[str, str]) -> Plan:
         d = dict(self._s)
         d.update(changes)
         return Plan(d)

@@ -31,9 +31,9 @@ from ..results.io import display_path, write_text_atomic
 from ..results.records import INSTANCES_FILE, RESULT_FILE
 from .constants import BASELINE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_SOURCE, REFERENCE, TEXT_WIDTH
 from .load import load_records
-from .stats import _gap_percent, gap_stats, solver_stats, summary_frame
-from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
 from .markdown import summary_markdown, text_tables
+from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
+from .stats import _gap_percent, gap_stats, solver_stats, summary_frame
 
 log = logging.getLogger("iopopt")
 

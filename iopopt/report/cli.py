@@ -7,9 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-
-from .constants import BASELINE, REFERENCE
 from .build import build_report, written_line
+from .constants import BASELINE, REFERENCE
 
 log = logging.getLogger("iopopt")
 

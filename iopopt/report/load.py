@@ -6,7 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-
 from ..results.records import INSTANCES_FILE, RESULT_FILE
 
 log = logging.getLogger("iopopt")

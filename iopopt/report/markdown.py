@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .constants import BELOW_REF_NOTE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_CLAIM, TEXT_WIDTH, _MAX_INSTANCE_ROWS
-from .stats import _gap_percent, _identity, _solver_key, gap_breakdown, gap_stats, solver_stats
+from .constants import _MAX_INSTANCE_ROWS, BELOW_REF_NOTE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_CLAIM, TEXT_WIDTH
 from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
+from .stats import _gap_percent, _identity, _solver_key, gap_breakdown, gap_stats, solver_stats
 
 log = logging.getLogger("iopopt")
 

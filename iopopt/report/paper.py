@@ -7,7 +7,18 @@ import math
 
 import pandas as pd
 
-from .constants import BASELINE, COOPERATIVE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_LATENCY, PAPER_LATENCY_RANGE, PAPER_MEMORY, PAPER_MEMORY_RANGE, PAPER_MODELS
+from .constants import (
+    BASELINE,
+    COOPERATIVE,
+    GREEDY,
+    OPTIMAL_RTOL,
+    PAIRS,
+    PAPER_LATENCY,
+    PAPER_LATENCY_RANGE,
+    PAPER_MEMORY,
+    PAPER_MEMORY_RANGE,
+    PAPER_MODELS,
+)
 from .stats import _identity, _solver_key
 
 log = logging.getLogger("iopopt")

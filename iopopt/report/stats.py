@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from .constants import BASELINE, GREEDY, OPTIMAL_RTOL, REFERENCE, SOLVER_ORDER, _COLUMNS
+from .constants import _COLUMNS, BASELINE, GREEDY, OPTIMAL_RTOL, REFERENCE, SOLVER_ORDER
 
 log = logging.getLogger("iopopt")
 
@@ -121,7 +121,7 @@ def solver_stats(df: pd.DataFrame) -> pd.DataFrame:
     for solver, g in df.groupby("solver", sort=False):
         ok = g[g["latency_s"].notna() & g["termination"].ne("error")]
 
-        def geo(col: str) -> float:
+        def geo(col: str, ok: pd.DataFrame = ok) -> float:
             v = ok[col].dropna()
             v = v[v > 0]
             return float(math.exp(sum(math.log(x) for x in v) / len(v))) if len(v) else math.nan

@@ -140,7 +140,7 @@ class Solver(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def check_settings(self) -> None:
+    def check_settings(self) -> None:  # noqa: B027 - an optional hook; the default accepts every setting
         """Raise :class:`SolverError` naming a bad setting and its valid values (default: accept all).
 
         Called by :meth:`solve` before any work, and by the CLI right after

@@ -18,10 +18,10 @@ import random
 
 from ..cost.evaluate import latency
 from ..model.layouts import STRATEGIES
+from ..model.problem import InvalidPlan, Plan, Problem
 from ..space.pairs import BASES, base_plan
 from ..space.plans import draw_plan
-from ..model.problem import InvalidPlan, Plan, Problem
-from .base import SolveResult, Solver, SolverError
+from .base import Solver, SolverError, SolveResult
 
 __all__ = ["Single", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans"]
 

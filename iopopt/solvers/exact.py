@@ -14,9 +14,9 @@ import numpy as np
 
 from ..compile.terms import terms
 from ..cost.evaluate import evaluate, latency
-from ..space.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
 from ..model.problem import Plan, Problem
-from .base import SolveResult, Solver, SolverError
+from ..space.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
+from .base import Solver, SolverError, SolveResult
 
 __all__ = ["DpSolver", "BruteSolver", "SPACES"]
 

@@ -27,9 +27,9 @@ import math
 
 from ..compile.terms import terms
 from ..cost.evaluate import latency
-from ..space.pairs import BASES, Pair, apply_pairs, base_plan, candidate_pairs
 from ..model.problem import Plan, Problem
-from .base import SolveResult, Solver, SolverError
+from ..space.pairs import BASES, Pair, apply_pairs, base_plan, candidate_pairs
+from .base import Solver, SolverError, SolveResult
 
 __all__ = ["GreedyIop", "BENEFIT_RTOL"]
 

@@ -43,7 +43,7 @@ from ..model.cluster import Cluster, Device
 from ..model.network import SharedNetwork, SwitchedNetwork
 from ..model.problem import InvalidPlan, Plan, Problem
 from ..space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
-from .base import OBJECTIVE_RTOL, TERMINATIONS, ObjectiveMismatch, SolveResult, Solver, SolverError
+from .base import OBJECTIVE_RTOL, TERMINATIONS, ObjectiveMismatch, Solver, SolverError, SolveResult
 
 try:  # the pytest suite is optional; the checks work without pytest
     import pytest
@@ -104,7 +104,7 @@ _SPECS = {
 CASE_IDS: tuple[str, ...] = tuple(_SPECS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def contract_case(case_id: str) -> ContractCase:
     """The contract problem ``case_id`` (one of :data:`CASE_IDS`), built once per process.
 

@@ -33,8 +33,8 @@ Every base plan, with any set of disjoint pairs applied, is a valid plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ..model.graph import CHANNELWISE_KINDS, HEAVY_KINDS
 from ..model.problem import Plan, Problem

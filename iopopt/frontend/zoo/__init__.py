@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .classic import VGG16_CFG, VGG, AlexNet
+from .classic import VGG, VGG16_CFG, AlexNet
 from .mobilenet import MobileNetV2
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .small import InceptionMini, TinyChain, TinyResidual

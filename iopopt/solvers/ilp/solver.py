@@ -32,7 +32,7 @@ from pathlib import Path
 from ...cost.evaluate import latency
 from ...model.problem import Problem
 from ...space.pairs import BASES
-from ..base import SolveResult, Solver, SolverError
+from ..base import Solver, SolverError, SolveResult
 from .backends import check_backend, limit_and_bound, make_backend, quiet_stdout, read_log, unscale
 from .model import build, infeasible_report
 

@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("[fidelity] no plan was measured", file=sys.stderr)
         return 1
     s = report(out, points, kinds, prof, settings)
-    print(f"[fidelity] {len(points)} plans in {time.perf_counter() - t0:.0f} s: Spearman ρ {s['model']['spearman']:.3f}, "
+    seconds = time.perf_counter() - t0
+    print(f"[fidelity] {len(points)} plans in {seconds:.0f} s: Spearman ρ {s['model']['spearman']:.3f}, "
           f"median abs error {s['model']['mdape'] * 100:.1f}% (extended: ρ {s['extended']['spearman']:.3f}, "
           f"{s['extended']['mdape'] * 100:.1f}%); wrote {out}/fidelity.md", flush=True)
     return 0

@@ -196,14 +196,16 @@ def _diagnosis(points, s, prof, tot) -> list[str]:
         pred_comm = sum(p.pred_comm_s for p in points if p.messages)
         pp_comm = sum(p.pingpong_s - p.pred_compute_s for p in points if p.messages)
         out.append(
-            f"- Messages: the idle ping-pong gives α = {prof['pingpong_latency_s'] * 1e6:.0f} µs, but one 12 KiB exchange "
+            f"- Messages: the idle ping-pong gives α = {prof['pingpong_latency_s'] * 1e6:.0f} µs, "
+            "but one 12 KiB exchange "
             "with a ~1 ms conv on every rank between exchanges costs "
             + ", ".join(f"{float(v) * 1e3:.2f} ms with {n} ranks" for n, v in loaded.items())
             + " (without the conv: " + ", ".join(f"{float(v) * 1e3:.2f} ms" for v in idle.values()) + "). gloo "
             "delivers each message through a notify/ready handshake run by one I/O thread per rank, and those threads "
             "wait for a core while the ranks compute (2 cores, 2-4 compute threads). The presets use the loaded "
             f"figure; over the plans that send messages the model's communication is {pred_comm * 1e3:.0f} ms against "
-            f"{meas_comm * 1e3:.0f} ms measured (with the ping-pong α it would be {pp_comm * 1e3:.0f} ms). A per-message α "
+            f"{meas_comm * 1e3:.0f} ms measured (with the ping-pong α it would be {pp_comm * 1e3:.0f} ms). "
+            "A per-message α "
             "cannot express that the cost depends on how many ranks compute at the same time, nor that messages of "
             "one phase to different peers overlap. Fix: make the latency a function of the active ranks per core "
             "(like compute), or charge it per phase rather than per message."

@@ -167,7 +167,8 @@ def run_fidelity(
         log(f"[fidelity] {name} {shape}: {graph.total_flops / 1e9:.3f} GFLOPs, {len(graph)} nodes")
         for k in ranks:
             f = preset_flops(prof, k)
-            network = SwitchedNetwork(prof["bandwidth_bytes_per_s"], preset_latency(prof, k), name=f"profiled_loopback_x{k}")
+            latency_s = preset_latency(prof, k)
+            network = SwitchedNetwork(prof["bandwidth_bytes_per_s"], latency_s, name=f"profiled_loopback_x{k}")
             pingpong_net = SwitchedNetwork(prof["bandwidth_bytes_per_s"], prof["pingpong_latency_s"], name="pingpong")
             cluster = Cluster(
                 tuple(Device(f"r{d}", f, op_overhead_s=prof["op_overhead_s"]) for d in range(k)), name=f"profiled_x{k}"

@@ -66,7 +66,8 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
     conc = ", ".join(f"{n} ranks {v:.3e}" for n, v in (prof.get("concurrent_flops_per_s") or {}).items())
     lines = [
         f"# {k} ranks on this machine, MEASURED by `python -m iopopt.profile` on {prof.get('stamp', '')}",
-        f"# ({cores} cores, torch {prof['machine']['torch']}, {prof['machine']['threads_per_rank']} thread(s) per rank, "
+        f"# ({cores} cores, torch {prof['machine']['torch']}, "
+        f"{prof['machine']['threads_per_rank']} thread(s) per rank, "
         "float32).",
         f"# flops_per_s: conv throughput per rank with {k} ranks computing at once (wall clock over the conv set);",
         f"#   solo {prof['conv_flops_per_s']:.3e} FLOP/s (sum FLOPs / sum median times of {len(prof['convs'])} convs); "

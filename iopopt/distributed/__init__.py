@@ -3,12 +3,5 @@
 ``python -m iopopt.distributed`` runs one plan distributed (:mod:`iopopt.app.distributed`).
 """
 
-import sys
-
-from .exec.distributed import *  # noqa: F403
-from .exec.distributed import __all__  # noqa: F401
-
-if __name__ == "__main__":
-    from .app.distributed import main
-
-    sys.exit(main())
+from ..exec.distributed import *  # noqa: F403
+from ..exec.distributed import __all__  # noqa: F401
