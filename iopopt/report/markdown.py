@@ -78,7 +78,7 @@ def _instance_table(df: pd.DataFrame) -> pd.DataFrame:
         lambda r: "error"
         if r["termination"] == "error"
         else (r["termination"] if pd.isna(r["latency_s"]) else f"{r['latency_s'] * 1e3:.3f}")
-        + ("*" if r["termination"] == "memory_exceeded" else "")
+        + ("*" if r["over_memory"] else "")
         + (" (t)" if r["termination"] == "time_limit" else ""),
         axis=1,
     )
@@ -98,7 +98,7 @@ def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference:
         f"# Sweep summary: `{root}`\n",
         f"{len(df)} records on {df['instance'].nunique()} instances; terminations: {terms}. "
         f"Reference solver `{reference}`, baseline `{baseline}`. Latencies in ms; `*` = plan exceeds a device's "
-        "memory (`memory_exceeded`), `(t)` = stopped by the time limit. All figures come from iopopt's cost "
+        "memory (`memory_fits: false`), `(t)` = stopped by the time limit. All figures come from iopopt's cost "
         "model with the assumed device and network numbers of the presets.\n",
         "## Per solver\n",
         "Ratios are geometric means over the instances where both sides have a plan.\n",

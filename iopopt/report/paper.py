@@ -64,7 +64,7 @@ def paper_latency_table(df: pd.DataFrame, baseline: str = BASELINE, greedy: str 
             elif lat is None:
                 row[s] = "error" if r.termination == "error" else r.termination
             else:
-                row[s] = f"{lat * 1e3:.1f}" + ("*" if r.termination == "memory_exceeded" else "")
+                row[s] = f"{lat * 1e3:.1f}" + ("*" if r.over_memory else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

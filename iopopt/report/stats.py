@@ -25,6 +25,8 @@ def summary_frame(records: Iterable[dict], reference: str = REFERENCE, baseline:
         ver = rec.get("verify") or {}
         row["verify_passed"] = ver.get("passed")
         row["verify_max_abs_err"] = ver.get("max_abs_err")
+        # a plan over some device's memory: `memory_fits: false` (records of iopopt 0.1: termination memory_exceeded)
+        row["over_memory"] = rec.get("memory_fits") is False or rec.get("termination") == "memory_exceeded"
         if not row["instance"]:
             row["instance"] = f"{row['model']}|{row['cluster']}|{row['network']}"
         rows.append(row)

@@ -171,6 +171,12 @@ class Solver(ABC):
         extra = dict(result.extra)
         if not report.fits_memory:
             extra["memory_violations"] = report.memory_violations()
+        claimed = extra.get("peak_bytes")
+        if claimed is not None and list(claimed) != [m.peak_bytes for m in report.per_device]:
+            raise ObjectiveMismatch(
+                f"{self.name}: its peak memory per device {list(claimed)} B differs from the cost model's "
+                f"{[m.peak_bytes for m in report.per_device]} B"
+            )
         return replace(
             result,
             objective=report.latency_s,

@@ -9,7 +9,7 @@
 - ``random``: the best of ``samples`` seeded random valid plans.
 
 All report termination ``completed`` and no bound; the base class turns a
-plan that exceeds a device's memory into ``memory_exceeded``.
+plan that exceeds a device's memory is flagged with ``memory_fits`` false.
 """
 
 from __future__ import annotations

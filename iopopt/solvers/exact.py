@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..compile.terms import terms
-from ..cost.evaluate import evaluate, latency
+from ..cost.evaluate import latency
 from ..model.problem import Plan, Problem
 from ..space.pairs import BASES, apply_pairs, base_plan, candidate_pairs, conflicts
 from .base import Solver, SolverError, SolveResult
@@ -35,7 +35,7 @@ class DpSolver(Solver):
     Memory capacities are *ignored*: ``dp`` minimises latency only (the peak
     is a maximum over steps of a sum over the whole graph, which does not
     decompose along the chain). :meth:`Solver.solve` still checks the plan, and
-    a plan over capacity comes back as ``memory_exceeded``; use ``ilp`` or
+    a plan over capacity comes back with ``memory_fits`` false; use ``ilp`` or
     ``brute`` for memory-constrained instances.
     """
 
@@ -155,10 +155,9 @@ class BruteSolver(Solver):
         cand = np.flatnonzero(fits)
         best = int(cand[np.argmin(lat[cand])])  # argmin keeps the first of equal values: deterministic
         plan = Plan({n: strategies[v][choices[best, v]] for v, n in enumerate(order)})
-        report = evaluate(problem, plan)
-        if not report.fits_memory:
-            raise SolverError("brute: internal memory figures disagree with the cost model")  # pragma: no cover
-        objective = report.latency_s
+        if peaks is not None:
+            extra["peak_bytes"] = [int(b) for b in peaks[best]]  # Solver.solve checks them against the cost model
+        objective = latency(problem, plan)
         return SolveResult(self.name, "optimal", plan, objective=objective, bound=objective, extra=extra)
 
     def _refuse_if_big(self, count: int, what: str) -> None:
