@@ -35,7 +35,16 @@ __all__ = ["NodeTerm", "CostTerms", "terms"]
 
 @dataclass(frozen=True)
 class NodeTerm:
-    """A node under one strategy: output distribution, inputs it needs, work and memory per device."""
+    """A node under one strategy: output distribution, inputs it needs, work and memory per device.
+
+    Per device d: ``flops[d]`` of its share, ``active[d]`` (it computes a
+    part), ``device_compute_s[d]`` (:meth:`~iopopt.model.cluster.Device.compute_s`
+    of its share, 0 when idle), ``weight_bytes[d]`` of its weight shard,
+    ``out_bytes[d]`` of its output part and ``moved_bytes[d]``, the bytes its
+    share reads and writes: its input buffers (the regions in ``required``;
+    in ``partial``, the partial sums it holds), its output part and its
+    weight shard. ``compute_s`` is the max over active devices.
+    """
 
     node: str
     strategy: str
@@ -47,6 +56,7 @@ class NodeTerm:
     device_compute_s: tuple[float, ...]
     weight_bytes: tuple[int, ...]
     out_bytes: tuple[int, ...]
+    moved_bytes: tuple[int, ...] = ()
 
 
 class CostTerms:
@@ -235,19 +245,36 @@ class CostTerms:
                     flops[d] = total * part.n_rows / op.out_shape[2]
                 else:  # oc, channel
                     flops[d] = total * part.n_ch / op.out_shape[1]
-        devices = self.cluster.devices
-        device_s = tuple(
-            devices[d].compute_s(flops[d]) if active[d] else 0.0 for d in range(k)
-        )
-        compute_s = max((device_s[d] for d in range(k) if active[d]), default=0.0)
         weights = tuple(self._weight_elems(op, strategy, d, out, required) * self.dtype_bytes for d in range(k))
         if op.kind == "output":
             out_bytes = (0,) * k
         else:
             out_bytes = tuple(out.nbytes(d, self.dtype_bytes) for d in range(k))
-        got = NodeTerm(name, strategy, out, required, tuple(flops), active, compute_s, device_s, weights, out_bytes)
+        moved = tuple(
+            self._input_bytes(op, strategy, d, required) + out_bytes[d] + weights[d] if active[d] else 0
+            for d in range(k)
+        )
+        devices = self.cluster.devices
+        kind = str(op.kind)
+        device_s = tuple(
+            devices[d].compute_s(kind, flops[d], moved[d]) if active[d] else 0.0 for d in range(k)
+        )
+        compute_s = max((device_s[d] for d in range(k) if active[d]), default=0.0)
+        got = NodeTerm(
+            name, strategy, out, required, tuple(flops), active, compute_s, device_s, weights, out_bytes, moved
+        )
         self._node[key] = got
         return got
+
+    def _input_bytes(self, op: OpNode, strategy: str, d: int, required: tuple[Dist, ...]) -> int:
+        """Bytes of the input buffers device ``d`` reads for its share of ``op``."""
+        if strategy == "partial":  # the full-size partial sums of its inputs that d holds
+            return sum(
+                math.prod(shape) * self.dtype_bytes
+                for src, shape in zip(op.inputs, op.in_shapes)
+                if d in self.p_holders(src)
+            )
+        return sum(r.nbytes(d, self.dtype_bytes) for r in required)
 
     def _weight_elems(self, op: OpNode, strategy: str, d: int, out: Dist, required: tuple[Dist, ...]) -> int:
         if not op.weight_elems:

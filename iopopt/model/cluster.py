@@ -1,15 +1,44 @@
-"""Devices, clusters and how work is split among them."""
+"""Devices, clusters and how work is split among them.
+
+A :class:`Device` is a roofline (DESIGN §2): the compute time of its share
+of an operator v is
+
+    T_comp(v, d) = max(FLOPs_vd / rate_d(kind v), bytes_vd / membw_d) + op_overhead_d
+
+with ``rate_d(kind)`` the device's per-kind rate (``kind_flops_per_s``) or,
+for a kind it does not list, its peak dense conv rate ``flops_per_s``; and
+``membw_d`` its memory bandwidth (no bandwidth term when it has none). A
+device given only ``flops_per_s`` prices every operator as FLOPs /
+``flops_per_s`` + overhead.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Device", "Cluster", "split_counts", "SPLIT_POLICIES"]
+from .graph import OpKind
+
+__all__ = ["Device", "Cluster", "KindRates", "split_counts", "SPLIT_POLICIES", "RATE_KINDS", "rate_kinds"]
 
 SPLIT_POLICIES = ("proportional", "equal")
+
+
+def rate_kinds() -> tuple[str, ...]:
+    """The op kinds a device may give a rate of its own in ``kind_flops_per_s``.
+
+    Every :class:`~iopopt.model.graph.OpKind` that computes something, but
+    ``conv`` (whose rate is ``flops_per_s``): a kind added to ``OpKind`` is a
+    valid key at once.
+    """
+    return tuple(k.value for k in OpKind if k not in (OpKind.INPUT, OpKind.OUTPUT, OpKind.CONV))
+
+
+#: The valid keys of ``kind_flops_per_s`` (see :func:`rate_kinds`).
+RATE_KINDS = rate_kinds()
+_PRICED_KINDS = frozenset(RATE_KINDS) | {OpKind.CONV.value}
 
 
 def _positive(owner: str, field_name: str, value: object) -> None:
@@ -17,43 +46,125 @@ def _positive(owner: str, field_name: str, value: object) -> None:
         raise ValueError(f"{owner}: {field_name} must be a positive finite number, got {value!r}")
 
 
+class KindRates(Mapping[str, float]):
+    """An immutable, hashable mapping op kind → FLOP/s (a device's ``kind_flops_per_s``)."""
+
+    def __init__(self, rates: Mapping[str, float] | None = None):
+        self._rates = {str(k): v for k, v in (rates or {}).items()}
+
+    def __getitem__(self, kind: str) -> float:
+        return self._rates[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rates)
+
+    def __len__(self) -> int:
+        return len(self._rates)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._rates.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"KindRates({self._rates!r})"
+
+
 @dataclass(frozen=True)
 class Device:
-    """One device of a cluster.
+    """One device of a cluster: a roofline (see the module docstring).
 
     Parameters
     ----------
     name : str
         Unique name within its cluster.
     flops_per_s : float
-        Sustained compute throughput, FLOP/s.
+        Peak dense conv rate, FLOP/s; also the rate of every op kind not in
+        ``kind_flops_per_s``, and the device's weight in proportional splits.
     memory_bytes : float
         Memory available for weights and activations, bytes.
     op_overhead_s : float
         Fixed cost of running one operator (kernel launch, framework), seconds.
+    kind_flops_per_s : mapping of str to float
+        Rates of other op kinds, FLOP/s as the graph counts FLOPs (e.g.
+        ``{"linear": 1e10, "maxpool": 3e8, "act": 2e10}``); keys are
+        :data:`RATE_KINDS`.
+    memory_bandwidth_bytes_per_s : float or None
+        Bytes per second the device reads and writes (inputs, output,
+        weights); None: not modelled.
     """
 
     name: str
     flops_per_s: float
     memory_bytes: float = float("inf")
     op_overhead_s: float = 0.0
+    kind_flops_per_s: Mapping[str, float] = field(default_factory=KindRates)
+    memory_bandwidth_bytes_per_s: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Device: name must be a non-empty string, got {self.name!r}")
-        _positive(f"Device {self.name!r}", "flops_per_s", self.flops_per_s)
+        owner = f"Device {self.name!r}"
+        _positive(owner, "flops_per_s", self.flops_per_s)
         if not (isinstance(self.memory_bytes, (int, float)) and self.memory_bytes > 0):
-            raise ValueError(f"Device {self.name!r}: memory_bytes must be positive, got {self.memory_bytes!r}")
+            raise ValueError(f"{owner}: memory_bytes must be positive, got {self.memory_bytes!r}")
         if not (isinstance(self.op_overhead_s, (int, float)) and self.op_overhead_s >= 0):
-            raise ValueError(f"Device {self.name!r}: op_overhead_s must be >= 0, got {self.op_overhead_s!r}")
+            raise ValueError(f"{owner}: op_overhead_s must be >= 0, got {self.op_overhead_s!r}")
+        rates = self.kind_flops_per_s
+        if rates is None:
+            rates = {}
+        if not isinstance(rates, Mapping):
+            raise ValueError(f"{owner}: kind_flops_per_s must be a mapping op kind -> FLOP/s, got {rates!r}")
+        valid = rate_kinds()
+        for kind, rate in rates.items():
+            if kind not in valid:
+                hint = " (the conv rate is flops_per_s)" if kind == OpKind.CONV.value else ""
+                raise ValueError(
+                    f"{owner}: unknown op kind {kind!r} in kind_flops_per_s{hint}; valid kinds: {', '.join(valid)}"
+                )
+            _positive(owner, f"kind_flops_per_s[{kind!r}]", rate)
+        object.__setattr__(self, "kind_flops_per_s", rates if isinstance(rates, KindRates) else KindRates(rates))
+        if self.memory_bandwidth_bytes_per_s is not None:
+            _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
 
-    def compute_s(self, flops: float) -> float:
-        """Seconds this device takes for ``flops`` FLOPs of one operator (work plus the per-op overhead).
+    @property
+    def is_roofline(self) -> bool:
+        """True when the device has per-kind rates or a memory bandwidth (more than one FLOP/s figure)."""
+        return bool(self.kind_flops_per_s) or self.memory_bandwidth_bytes_per_s is not None
 
-        The one function that prices compute: the cost terms, and through them
-        every solver, report and timeline, call it.
+    def rate(self, kind: str) -> float:
+        """FLOP/s of op kind ``kind``: its own rate, else ``flops_per_s``."""
+        got = self.kind_flops_per_s.get(kind)
+        if got is not None:
+            return got
+        if kind not in _PRICED_KINDS and kind not in rate_kinds():
+            raise ValueError(
+                f"Device {self.name!r}: no rate for op kind {kind!r}; valid kinds: conv, {', '.join(rate_kinds())}"
+            )
+        return self.flops_per_s
+
+    def compute_s(self, kind: str, flops: float, nbytes: float = 0.0) -> float:
+        """Seconds this device takes for its share of one operator of ``kind``.
+
+        ``flops`` FLOPs and ``nbytes`` bytes read and written (inputs, output
+        and weights of its share): ``max(flops / rate(kind), nbytes /
+        memory_bandwidth_bytes_per_s) + op_overhead_s``, the bandwidth term
+        only when the device has a bandwidth. The one function that prices
+        compute: the cost terms, and through them every solver, report and
+        timeline, call it.
+
+        >>> Device("d", 1e9, op_overhead_s=1e-6).compute_s("conv", 2e6)
+        0.002001
+        >>> Device("d", 1e9, kind_flops_per_s={"linear": 1e8},
+        ...        memory_bandwidth_bytes_per_s=1e9).compute_s("linear", 1e6, 4e6)
+        0.01
         """
-        return flops / self.flops_per_s + self.op_overhead_s
+        work = flops / self.rate(kind)
+        bw = self.memory_bandwidth_bytes_per_s
+        if bw is not None:
+            work = max(work, nbytes / bw)
+        return work + self.op_overhead_s
 
 
 @dataclass(frozen=True)
@@ -104,10 +215,13 @@ class Cluster:
 
     @classmethod
     def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:
+        """``k`` identical devices ``d0``, ``d1``, ...; ``op_overhead_s``, ``kind_flops_per_s`` and
+        ``memory_bandwidth_bytes_per_s`` go to every device, the other keywords to the cluster."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
-        op_overhead_s = kw.pop("op_overhead_s", 0.0)
-        devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, op_overhead_s) for i in range(k))
+        roofline = {key: kw.pop(key) for key in ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s")
+                    if key in kw}
+        devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -56,8 +57,27 @@ class Problem:
         return strategies_for(self.graph[node])
 
     def lower_bound_s(self) -> float:
-        """Σ FLOPs / Σ device FLOP/s: no communication, perfect balance, no overheads."""
-        return self.graph.total_flops / self.cluster.total_flops_per_s
+        """A lower bound on any plan's latency: no communication, perfect balance, no overheads.
+
+        Σ FLOPs / Σ device FLOP/s when no device is a roofline; otherwise, per
+        node, the larger of its FLOPs over the devices' summed rates for its
+        kind and the bytes every plan must move (its output and weights) over
+        their summed memory bandwidths.
+        """
+        devices = self.cluster.devices
+        if not any(d.is_roofline for d in devices):
+            return self.graph.total_flops / self.cluster.total_flops_per_s
+        bandwidth = sum(math.inf if d.memory_bandwidth_bytes_per_s is None else d.memory_bandwidth_bytes_per_s
+                        for d in devices)
+        total = 0.0
+        for op in self.graph:
+            if op.kind in ("input", "output"):
+                continue
+            kind = str(op.kind)
+            t = op.flops / sum(d.rate(kind) for d in devices)
+            nbytes = (math.prod(op.out_shape) + op.weight_elems) * self.dtype_bytes
+            total += max(t, nbytes / bandwidth)
+        return total
 
     def plan(self, strategies: Mapping[str, str], default: str | None = None) -> Plan:
         """A validated plan; nodes not in ``strategies`` get ``default`` where applicable, else ``host``."""

@@ -1,0 +1,254 @@
+"""The roofline device model: hand-computed times of tiny ops, the bytes each device moves, old behaviour kept.
+
+Oracles: times worked out by hand from the layer dimensions, the tensors the
+simulated executor really hands to each kernel (inputs, output, weight shard),
+and the plain ``FLOPs / flops_per_s + overhead`` formula for devices given
+only a FLOP/s figure.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import iopopt
+from iopopt import Cluster, Device
+from iopopt.compile import compile_plan, terms
+from iopopt.cost import evaluate
+from iopopt.exec import kernels
+from iopopt.exec.simulated import SimulatedExecutor
+from iopopt.frontend.synthetic import random_cnn
+from iopopt.model.cluster import RATE_KINDS, KindRates
+from iopopt.model.layouts import strategies_for
+from iopopt.network import SwitchedNetwork
+
+torch.set_num_threads(1)
+
+NET = SwitchedNetwork(bandwidth_bytes_per_s=1e8, latency_s=1e-4)
+
+
+def _problem(module, shape, devices, host=0):
+    return iopopt.Problem(iopopt.trace(module.eval(), shape), Cluster(tuple(devices), host=host, split="equal"), NET)
+
+
+# -- hand-computed roofline times ---------------------------------------------------------------
+
+
+def roof(flops, nbytes, rate, bw, overhead):
+    return max(flops / rate, nbytes / bw) + overhead
+
+
+def test_linear_layer_by_hand_in_host_oc_and_ic():
+    # Linear(1000 -> 500) at batch 1: 2*1000*500 = 1e6 FLOPs; weights 500*1000 + bias 500
+    dev = dict(flops_per_s=1e11, kind_flops_per_s={"linear": 1e9}, memory_bandwidth_bytes_per_s=2e9,
+               op_overhead_s=1e-5)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(1000, 500))
+    p = _problem(module, (1, 1000, 1, 1), [Device("a", **dev), Device("b", **dev)])
+    lin = next(op.name for op in p.graph if op.kind == "linear")
+    t = terms(p)
+    host = t.node(lin, "host")
+    # host: reads 1000 inputs and 500500 weights, writes 500 outputs (float32)
+    assert host.moved_bytes == ((1000 + 500 * 1000 + 500 + 500) * 4, 0)
+    assert host.device_compute_s[0] == pytest.approx(roof(1e6, 2_008_000, 1e9, 2e9, 1e-5), rel=1e-12)
+    assert host.device_compute_s[0] == pytest.approx(1.004e-3 + 1e-5, rel=1e-12)  # memory-bound
+    oc = t.node(lin, "oc")
+    # oc: each device reads the whole input, 250 rows of W with their 250 biases, writes 250 outputs
+    assert oc.moved_bytes == ((1000 + 250 * 1000 + 250 + 250) * 4,) * 2
+    assert oc.device_compute_s[1] == pytest.approx(roof(5e5, 1_006_000, 1e9, 2e9, 1e-5), rel=1e-12)
+    ic = t.node(lin, "ic")
+    # ic: each device reads 500 input features and W[:, 500 cols]; writes a full 500-wide partial; bias on host
+    assert ic.moved_bytes == ((500 + 500 * 500 + 500 + 500) * 4, (500 + 500 * 500 + 500) * 4)
+    assert ic.device_compute_s == pytest.approx(
+        (roof(5e5, 1_006_000, 1e9, 2e9, 1e-5), roof(5e5, 1_004_000, 1e9, 2e9, 1e-5)), rel=1e-12
+    )
+
+
+def test_conv_rows_with_halo_by_hand():
+    # Conv 4 -> 6, 3x3, padding 1 on an 8x8 input, 2 devices with 4 output rows each.
+    # Device 0 reads input rows 0..4 (5 rows: its 4 and one halo row), device 1 rows 3..7.
+    dev = dict(flops_per_s=1e9, memory_bandwidth_bytes_per_s=1e6)  # slow memory: the byte term binds
+    conv_net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False))
+    p = _problem(conv_net, (1, 4, 8, 8), [Device("a", **dev), Device("b", **dev)])
+    conv = next(op.name for op in p.graph if op.kind == "conv")
+    term = terms(p).node(conv, "rows")
+    weights = 6 * 4 * 3 * 3
+    per_device = (4 * 5 * 8 + 6 * 4 * 8 + weights) * 4
+    assert term.moved_bytes == (per_device, per_device)
+    flops = 2 * 6 * 4 * 8 * 4 * 9  # 2 * Cout * its output elements per channel * Cin * k*k
+    assert term.flops == (flops, flops)
+    assert term.device_compute_s == pytest.approx((per_device / 1e6,) * 2, rel=1e-12)
+
+
+def test_per_kind_rate_and_default_rate():
+    d = Device("d", 1e10, kind_flops_per_s={"maxpool": 1e8}, op_overhead_s=2e-6)
+    assert d.compute_s("maxpool", 1e6) == pytest.approx(1e6 / 1e8 + 2e-6, rel=1e-15)
+    assert d.compute_s("conv", 1e6) == 1e6 / 1e10 + 2e-6  # conv: flops_per_s
+    assert d.compute_s("act", 1e6, 1e12) == 1e6 / 1e10 + 2e-6  # no bandwidth: bytes are free
+    assert d.is_roofline and not Device("e", 1e10).is_roofline
+
+
+def test_devices_with_only_flops_are_unchanged_bit_for_bit():
+    module, shape = random_cnn(3, n_layers=6, kind="dag", channels=(3, 8), input_hw=(12, 10))
+    devs = [Device("a", 3e9, op_overhead_s=1e-4), Device("b", 1e9), Device("c", 2e9, op_overhead_s=5e-5)]
+    p = _problem(module, shape, devs)
+    t = terms(p)
+    for op in p.graph:
+        for s in strategies_for(op):
+            term = t.node(op.name, s)
+            for d, dev in enumerate(devs):
+                want = term.flops[d] / dev.flops_per_s + dev.op_overhead_s if term.active[d] else 0.0
+                assert term.device_compute_s[d] == want  # exactly the old formula
+    assert p.lower_bound_s() == p.graph.total_flops / sum(d.flops_per_s for d in devs)
+
+
+# -- the bytes each device moves equal what the executor hands its kernels ----------------------
+
+
+def _draw_plan(problem, rng):
+    chosen = {}
+    for op in problem.graph:
+        s = rng.choice(strategies_for(op))
+        if s == "partial" and any(chosen[i] not in ("ic", "partial") for i in op.inputs):
+            s = "host"
+        chosen[op.name] = s
+    return iopopt.Plan(chosen)
+
+
+class TwoBranches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(5, 4, 3, padding=1)
+        self.b = nn.Conv2d(5, 4, 1)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_moved_bytes_equal_the_executors_kernel_tensors(monkeypatch):
+    seen: dict[tuple[str, int], int] = {}
+    real = kernels.compute
+
+    def recording(op, strategy, d, inputs, in_regions, out_region, shard, **kw):
+        out = real(op, strategy, d, inputs, in_regions, out_region, shard, **kw)
+        elems = sum(t.numel() for t in inputs if t is not None) + kernels.shard_elems(shard)
+        seen[(op.name, d)] = elems + (out.numel() if out is not None else 0)
+        return out
+
+    monkeypatch.setattr(kernels, "compute", recording)
+    covered = set()
+    devs = [Device(f"d{i}", f, memory_bandwidth_bytes_per_s=1e9) for i, f in enumerate((1e9, 2e9, 1.5e9))]
+    cases = [random_cnn(seed, n_layers=6, kind="dag" if seed % 2 else "chain", channels=(2, 9), input_hw=(11, 9))
+             for seed in range(6)]
+    cases.append((TwoBranches(), (1, 5, 6, 7)))
+    for seed, (module, shape) in enumerate(cases):
+        problem = iopopt.Problem(iopopt.trace(module.eval(), shape), Cluster(tuple(devs)), NET)
+        rng = random.Random(seed)
+        plans = [_draw_plan(problem, rng) for _ in range(4)]
+        if isinstance(module, TwoBranches):  # both convs in ic, their sum in partial sums
+            plans = [problem.plan({n: s for n, s in (("a", "ic"), ("b", "ic"), ("add", "partial"))}, "host")]
+        for plan in plans:
+            program = compile_plan(problem, plan)
+            seen.clear()
+            SimulatedExecutor(problem, module, dtype=torch.float32).run(program, torch.randn(shape))
+            for step in program.steps:
+                term = step.term
+                for d in range(problem.k):
+                    if term.active[d] and step.op.kind not in ("input", "output"):
+                        want = seen[(step.op.name, d)] * problem.dtype_bytes
+                        assert term.moved_bytes[d] == want, (step.op.name, step.strategy, d)
+                        covered.add(step.strategy)
+    assert covered == {"host", "replicate", "oc", "ic", "rows", "channel", "partial"}
+
+
+# -- roofline clusters keep the cost model's invariants -----------------------------------------
+
+_GRAPHS: dict = {}
+
+
+def _graph(seed):
+    if seed not in _GRAPHS:
+        module, shape = random_cnn(seed, n_layers=5, kind="dag", channels=(2, 9), input_hw=(9, 7))
+        _GRAPHS[seed] = iopopt.trace(module, shape)
+    return _GRAPHS[seed]
+
+
+roofline_devices = st.lists(
+    st.builds(
+        lambda f, rates, bw, ovh: (f, rates, bw, ovh),
+        st.sampled_from([1e8, 1e9, 4e9]),
+        st.dictionaries(st.sampled_from(RATE_KINDS), st.sampled_from([1e7, 1e8, 1e10]), max_size=5),
+        st.sampled_from([None, 1e7, 1e9]),
+        st.sampled_from([0.0, 1e-5]),
+    ),
+    min_size=2,
+    max_size=4,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6))
+def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
+    cluster = Cluster(tuple(Device(f"d{i}", f, kind_flops_per_s=r, memory_bandwidth_bytes_per_s=bw,
+                                   op_overhead_s=o) for i, (f, r, bw, o) in enumerate(devs)))
+    problem = iopopt.Problem(_graph(seed), cluster, NET)
+    plan = _draw_plan(problem, random.Random(plan_seed))
+    report = evaluate(problem, plan)
+    assert report.lower_bound_s <= report.latency_s * (1 + 1e-12)
+    t = terms(problem)
+    for op in problem.graph:
+        term = t.node(op.name, plan[op.name])
+        for d, dev in enumerate(cluster.devices):
+            if not term.active[d]:
+                continue
+            rate = dev.kind_flops_per_s.get(op.kind, dev.flops_per_s)
+            floor = term.flops[d] / rate
+            if dev.memory_bandwidth_bytes_per_s is not None:
+                floor = max(floor, term.moved_bytes[d] / dev.memory_bandwidth_bytes_per_s)
+            assert term.device_compute_s[d] == pytest.approx(floor + dev.op_overhead_s, rel=1e-12)
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,needles",
+    [
+        (dict(kind_flops_per_s={"linear": 0}), ["kind_flops_per_s['linear']", "0"]),
+        (dict(kind_flops_per_s={"maxpool": -3e8}), ["kind_flops_per_s['maxpool']", "-300000000.0"]),
+        (dict(kind_flops_per_s={"act": math.inf}), ["kind_flops_per_s['act']", "inf"]),
+        (dict(kind_flops_per_s={"pooling": 1e8}), ["'pooling'", "valid kinds:", "maxpool", "linear"]),
+        (dict(kind_flops_per_s={"conv": 1e8}), ["'conv'", "flops_per_s", "valid kinds:"]),
+        (dict(memory_bandwidth_bytes_per_s=0), ["memory_bandwidth_bytes_per_s", "got 0"]),
+        (dict(memory_bandwidth_bytes_per_s=-1e9), ["memory_bandwidth_bytes_per_s", "-1000000000.0"]),
+        (dict(memory_bandwidth_bytes_per_s=math.nan), ["memory_bandwidth_bytes_per_s", "nan"]),
+        (dict(kind_flops_per_s=[("linear", 1e9)]), ["kind_flops_per_s must be a mapping"]),
+    ],
+)
+def test_bad_roofline_device(kwargs, needles):
+    with pytest.raises(ValueError) as err:
+        Device("a", 1e9, **kwargs)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+def test_unknown_kind_asked_of_a_device():
+    with pytest.raises(ValueError, match="no rate for op kind 'nosuch'; valid kinds: conv, dwconv"):
+        Device("a", 1e9).compute_s("nosuch", 1.0)
+
+
+def test_kind_rates_are_an_immutable_hashable_mapping():
+    a = Device("a", 1e9, kind_flops_per_s={"linear": 1e8})
+    b = Device("a", 1e9, kind_flops_per_s={"linear": 1e8})
+    assert a == b and hash(a) == hash(b) and isinstance(a.kind_flops_per_s, KindRates)
+    assert a != Device("a", 1e9, kind_flops_per_s={"linear": 2e8})
+    with pytest.raises(TypeError):
+        a.kind_flops_per_s["linear"] = 1.0  # type: ignore[index]
+    assert Cluster.homogeneous(2, 1e9, kind_flops_per_s={"act": 1e8}).devices[1].rate("act") == 1e8
