@@ -85,6 +85,15 @@ def test_conv_rows_with_halo_by_hand():
     assert term.device_compute_s == pytest.approx((per_device / 1e6,) * 2, rel=1e-12)
 
 
+def test_per_kind_bandwidth_by_hand():
+    # a 1x1 conv 64 -> 64 on 32x32: 2*64*64*1024 FLOPs; reads 64*1024 + 4096 weights, writes 64*1024 (float32)
+    d = Device("d", 1e11, memory_bandwidth_bytes_per_s=5e10, kind_bytes_per_s={"conv": 4e9}, op_overhead_s=1e-6)
+    flops, nbytes = 2 * 64 * 64 * 1024, (64 * 1024 * 2 + 64 * 64) * 4
+    assert d.compute_s("conv", flops, nbytes) == pytest.approx(nbytes / 4e9 + 1e-6, rel=1e-15)  # memory-bound
+    assert d.compute_s("act", 65536, 8 * 65536) == pytest.approx(8 * 65536 / 5e10 + 1e-6, rel=1e-15)
+    assert d.bandwidth("conv") == 4e9 and d.bandwidth("bn") == 5e10 and Device("e", 1e9).bandwidth("conv") is None
+
+
 def test_per_kind_rate_and_default_rate():
     d = Device("d", 1e10, kind_flops_per_s={"maxpool": 1e8}, op_overhead_s=2e-6)
     assert d.compute_s("maxpool", 1e6) == pytest.approx(1e6 / 1e8 + 2e-6, rel=1e-15)
@@ -180,10 +189,11 @@ def _graph(seed):
 
 roofline_devices = st.lists(
     st.builds(
-        lambda f, rates, bw, ovh: (f, rates, bw, ovh),
+        lambda f, rates, bw, kbw, ovh: (f, rates, bw, kbw, ovh),
         st.sampled_from([1e8, 1e9, 4e9]),
         st.dictionaries(st.sampled_from(RATE_KINDS), st.sampled_from([1e7, 1e8, 1e10]), max_size=5),
         st.sampled_from([None, 1e7, 1e9]),
+        st.dictionaries(st.sampled_from(("conv",) + RATE_KINDS), st.sampled_from([1e6, 1e8]), max_size=3),
         st.sampled_from([0.0, 1e-5]),
     ),
     min_size=2,
@@ -195,7 +205,7 @@ roofline_devices = st.lists(
 @given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6))
 def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
     cluster = Cluster(tuple(Device(f"d{i}", f, kind_flops_per_s=r, memory_bandwidth_bytes_per_s=bw,
-                                   op_overhead_s=o) for i, (f, r, bw, o) in enumerate(devs)))
+                                   kind_bytes_per_s=kbw, op_overhead_s=o) for i, (f, r, bw, kbw, o) in enumerate(devs)))
     problem = iopopt.Problem(_graph(seed), cluster, NET)
     plan = _draw_plan(problem, random.Random(plan_seed))
     report = evaluate(problem, plan)
@@ -208,8 +218,9 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
                 continue
             rate = dev.kind_flops_per_s.get(op.kind, dev.flops_per_s)
             floor = term.flops[d] / rate
-            if dev.memory_bandwidth_bytes_per_s is not None:
-                floor = max(floor, term.moved_bytes[d] / dev.memory_bandwidth_bytes_per_s)
+            bw = dev.kind_bytes_per_s.get(op.kind, dev.memory_bandwidth_bytes_per_s)
+            if bw is not None:
+                floor = max(floor, term.moved_bytes[d] / bw)
             assert term.device_compute_s[d] == pytest.approx(floor + dev.op_overhead_s, rel=1e-12)
 
 
@@ -228,6 +239,8 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
         (dict(memory_bandwidth_bytes_per_s=-1e9), ["memory_bandwidth_bytes_per_s", "-1000000000.0"]),
         (dict(memory_bandwidth_bytes_per_s=math.nan), ["memory_bandwidth_bytes_per_s", "nan"]),
         (dict(kind_flops_per_s=[("linear", 1e9)]), ["kind_flops_per_s must be a mapping"]),
+        (dict(kind_bytes_per_s={"conv": 0.0}), ["kind_bytes_per_s['conv']", "0.0"]),
+        (dict(kind_bytes_per_s={"relu": 1e9}), ["'relu'", "kind_bytes_per_s", "valid kinds: conv, dwconv"]),
     ],
 )
 def test_bad_roofline_device(kwargs, needles):

@@ -18,7 +18,9 @@ Group schemas (the keys each config may have):
   ``input_shape``) or ``synthetic`` (:func:`iopopt.synthetic.random_cnn`
   arguments).
 - ``cluster``: ``name``, ``host``, ``split``, ``devices`` (each
-  :data:`DEVICE_KEYS`).
+  :data:`DEVICE_KEYS`); or ``profile`` (and ``count``): the cluster an
+  ``iopopt profile`` wrote (:mod:`iopopt.app.profiled`). A ``network`` with
+  ``profile`` likewise reads the profile's network.
 - ``network`` and ``solver``: ``_target_`` names a class; the other keys are
   its constructor's keyword arguments.
 """
@@ -85,7 +87,10 @@ MODEL_KEYS = {
     "synthetic": frozenset({"source", "name", "seed", "n_layers", "kind", "channels", "input_hw", "batch"}),
 }
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices"})
-DEVICE_KEYS = frozenset({"name", "flops_per_s", "memory_bytes", "op_overhead_s"})
+DEVICE_KEYS = frozenset(
+    {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
+     "kind_bytes_per_s"}
+)
 #: Allowed keys of the ``gap`` study settings and of its ``synthetic`` block.
 GAP_KEYS = frozenset({"zoo", "synthetic", "save_per_op"})
 GAP_SYNTHETIC_KEYS = frozenset({"count", "seed", "kinds", "n_layers", "channels", "input_hw"})
@@ -143,6 +148,18 @@ def _positive_number(where: str, value, allow_zero: bool = False) -> float:
         return value
     need = ">= 0" if allow_zero else "> 0"
     raise ConfigError(f"{where} must be a number {need}, got {value!r}")
+
+
+def _kind_numbers(where: str, value, valid, hint: str = "") -> dict[str, float]:
+    """A mapping op kind -> positive number (per-kind rates or bandwidths of a device)."""
+    value = _mapping(where, value or {})
+    for kind, number in value.items():
+        if kind not in valid:
+            raise ConfigError(
+                f"unknown op kind {where}.{kind} (value {number!r}); valid kinds: {', '.join(valid)}{hint}"
+            )
+        _positive_number(f"{where}.{kind}", number)
+    return {k: float(v) for k, v in value.items()}
 
 
 def check_top_level(cfg) -> dict:
@@ -270,9 +287,13 @@ def build_model(spec: ModelSpec):
 
 def build_cluster(cfg):
     """A :class:`~iopopt.Cluster` from a cluster config."""
-    from ..model.cluster import SPLIT_POLICIES, Cluster, Device
+    from ..model.cluster import RATE_KINDS, SPLIT_POLICIES, Cluster, Device
 
     c = _mapping("cluster", cfg)
+    if "profile" in c:  # cluster=profiled: this machine as `iopopt profile` measured it
+        from .profiled import from_profile
+
+        c = from_profile("cluster", c)
     _check_keys("cluster", c, CLUSTER_KEYS)
     devices = c.get("devices")
     if not isinstance(devices, list) or not devices:
@@ -291,14 +312,25 @@ def build_cluster(cfg):
             _positive_number(f"{where}.memory_bytes", mem)
         overhead = d.get("op_overhead_s", 0.0)
         _positive_number(f"{where}.op_overhead_s", overhead, allow_zero=True)
-        built.append(
-            Device(
+        rates = _kind_numbers(f"{where}.kind_flops_per_s", d.get("kind_flops_per_s"), RATE_KINDS,
+                              " (the conv rate is flops_per_s)")
+        kind_bw = _kind_numbers(f"{where}.kind_bytes_per_s", d.get("kind_bytes_per_s"), ("conv", *RATE_KINDS))
+        bandwidth = d.get("memory_bandwidth_bytes_per_s")
+        if bandwidth is not None:
+            _positive_number(f"{where}.memory_bandwidth_bytes_per_s", bandwidth)
+        try:
+            device = Device(
                 name=str(d.get("name") or f"d{i}"),
                 flops_per_s=float(d["flops_per_s"]),
                 memory_bytes=float("inf") if mem is None else float(mem),
                 op_overhead_s=float(overhead),
+                kind_flops_per_s=rates,
+                memory_bandwidth_bytes_per_s=None if bandwidth is None else float(bandwidth),
+                kind_bytes_per_s=kind_bw,
             )
-        )
+        except ValueError as exc:  # e.g. an infinite rate
+            raise ConfigError(f"{where}: {exc}") from None
+        built.append(device)
     host = c.get("host", 0)
     names = [d.name for d in built]
     if isinstance(host, str):  # a device name
@@ -346,6 +378,11 @@ def build_network(cfg):
     """A :class:`~iopopt.network.NetworkModel` from a network config (``_target_`` + settings)."""
     from ..model.network import NetworkModel
 
+    plain = _mapping("network", cfg)
+    if "profile" in plain:  # network=profiled: this machine's loopback as `iopopt profile` measured it
+        from .profiled import from_profile
+
+        cfg = from_profile("network", plain)
     cls, settings = _instantiate("network", cfg, NetworkModel)
     for key, value in settings.items():
         if "bandwidth" in key and key != "device_bandwidths":

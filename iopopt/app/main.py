@@ -82,6 +82,10 @@ def main(cfg: DictConfig | None = None) -> float | None:
         from ..studies.profile import main as profile_main
 
         sys.exit(profile_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "opfit":  # `iopopt opfit [...]`: per-op prediction vs measurement
+        from ..studies.opfit import main as opfit_main
+
+        sys.exit(opfit_main(sys.argv[2:]))
     if os.getcwd() not in sys.path and "" not in sys.path:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)

@@ -3,13 +3,19 @@
 A :class:`Device` is a roofline (DESIGN §2): the compute time of its share
 of an operator v is
 
-    T_comp(v, d) = max(FLOPs_vd / rate_d(kind v), bytes_vd / membw_d) + op_overhead_d
+    T_comp(v, d) = max(FLOPs_vd / rate_d(kind v), bytes_vd / membw_d(kind v)) + op_overhead_d
 
 with ``rate_d(kind)`` the device's per-kind rate (``kind_flops_per_s``) or,
 for a kind it does not list, its peak dense conv rate ``flops_per_s``; and
-``membw_d`` its memory bandwidth (no bandwidth term when it has none). A
-device given only ``flops_per_s`` prices every operator as FLOPs /
-``flops_per_s`` + overhead.
+``membw_d(kind)`` the bandwidth torch reaches on that kind
+(``kind_bytes_per_s``), else the device's memory bandwidth (no bandwidth term
+when it has neither). A device given only ``flops_per_s`` prices every
+operator as FLOPs / ``flops_per_s`` + overhead.
+
+Per-kind bandwidths are there because one bandwidth cannot describe what
+torch does on a CPU: a conv with few FLOPs per byte (1x1, few input
+channels) runs far below the peak rate, as if memory-bound at a few GB/s,
+while elementwise kernels stream tens of GB/s through the caches.
 """
 
 from __future__ import annotations
@@ -44,6 +50,20 @@ _PRICED_KINDS = frozenset(RATE_KINDS) | {OpKind.CONV.value}
 def _positive(owner: str, field_name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {field_name} must be a positive finite number, got {value!r}")
+
+
+def _kind_map(owner: str, name: str, value: object, valid: tuple[str, ...], unit: str) -> KindRates:
+    """``value`` checked as a mapping op kind -> positive number, as an immutable :class:`KindRates`."""
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{owner}: {name} must be a mapping op kind -> {unit}, got {value!r}")
+    for kind, rate in value.items():
+        if kind not in valid:
+            hint = " (the conv rate is flops_per_s)" if kind == OpKind.CONV.value else ""
+            raise ValueError(f"{owner}: unknown op kind {kind!r} in {name}{hint}; valid kinds: {', '.join(valid)}")
+        _positive(owner, f"{name}[{kind!r}]", rate)
+    return value if isinstance(value, KindRates) else KindRates(value)
 
 
 class KindRates(Mapping[str, float]):
@@ -93,6 +113,9 @@ class Device:
     memory_bandwidth_bytes_per_s : float or None
         Bytes per second the device reads and writes (inputs, output,
         weights); None: not modelled.
+    kind_bytes_per_s : mapping of str to float
+        Bandwidth torch reaches on particular op kinds, bytes/s (keys: ``conv``
+        and :data:`RATE_KINDS`); other kinds use ``memory_bandwidth_bytes_per_s``.
     """
 
     name: str
@@ -101,6 +124,7 @@ class Device:
     op_overhead_s: float = 0.0
     kind_flops_per_s: Mapping[str, float] = field(default_factory=KindRates)
     memory_bandwidth_bytes_per_s: float | None = None
+    kind_bytes_per_s: Mapping[str, float] = field(default_factory=KindRates)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -111,27 +135,22 @@ class Device:
             raise ValueError(f"{owner}: memory_bytes must be positive, got {self.memory_bytes!r}")
         if not (isinstance(self.op_overhead_s, (int, float)) and self.op_overhead_s >= 0):
             raise ValueError(f"{owner}: op_overhead_s must be >= 0, got {self.op_overhead_s!r}")
-        rates = self.kind_flops_per_s
-        if rates is None:
-            rates = {}
-        if not isinstance(rates, Mapping):
-            raise ValueError(f"{owner}: kind_flops_per_s must be a mapping op kind -> FLOP/s, got {rates!r}")
-        valid = rate_kinds()
-        for kind, rate in rates.items():
-            if kind not in valid:
-                hint = " (the conv rate is flops_per_s)" if kind == OpKind.CONV.value else ""
-                raise ValueError(
-                    f"{owner}: unknown op kind {kind!r} in kind_flops_per_s{hint}; valid kinds: {', '.join(valid)}"
-                )
-            _positive(owner, f"kind_flops_per_s[{kind!r}]", rate)
-        object.__setattr__(self, "kind_flops_per_s", rates if isinstance(rates, KindRates) else KindRates(rates))
+        object.__setattr__(self, "kind_flops_per_s", _kind_map(owner, "kind_flops_per_s", self.kind_flops_per_s,
+                                                              rate_kinds(), "FLOP/s"))
+        object.__setattr__(self, "kind_bytes_per_s", _kind_map(owner, "kind_bytes_per_s", self.kind_bytes_per_s,
+                                                              (OpKind.CONV.value, *rate_kinds()), "bytes/s"))
         if self.memory_bandwidth_bytes_per_s is not None:
             _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
 
     @property
     def is_roofline(self) -> bool:
-        """True when the device has per-kind rates or a memory bandwidth (more than one FLOP/s figure)."""
-        return bool(self.kind_flops_per_s) or self.memory_bandwidth_bytes_per_s is not None
+        """True when the device has per-kind rates or a bandwidth (more than one FLOP/s figure)."""
+        return bool(self.kind_flops_per_s or self.kind_bytes_per_s) or self.memory_bandwidth_bytes_per_s is not None
+
+    def bandwidth(self, kind: str) -> float | None:
+        """Bytes/s of op kind ``kind``: its own bandwidth, else the memory bandwidth (None: bytes are free)."""
+        got = self.kind_bytes_per_s.get(kind)
+        return self.memory_bandwidth_bytes_per_s if got is None else got
 
     def rate(self, kind: str) -> float:
         """FLOP/s of op kind ``kind``: its own rate, else ``flops_per_s``."""
@@ -149,8 +168,8 @@ class Device:
 
         ``flops`` FLOPs and ``nbytes`` bytes read and written (inputs, output
         and weights of its share): ``max(flops / rate(kind), nbytes /
-        memory_bandwidth_bytes_per_s) + op_overhead_s``, the bandwidth term
-        only when the device has a bandwidth. The one function that prices
+        bandwidth(kind)) + op_overhead_s``, the bandwidth term only when the
+        device has a bandwidth for that kind. The one function that prices
         compute: the cost terms, and through them every solver, report and
         timeline, call it.
 
@@ -161,7 +180,7 @@ class Device:
         0.01
         """
         work = flops / self.rate(kind)
-        bw = self.memory_bandwidth_bytes_per_s
+        bw = self.bandwidth(kind)
         if bw is not None:
             work = max(work, nbytes / bw)
         return work + self.op_overhead_s
@@ -215,12 +234,12 @@ class Cluster:
 
     @classmethod
     def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:
-        """``k`` identical devices ``d0``, ``d1``, ...; ``op_overhead_s``, ``kind_flops_per_s`` and
-        ``memory_bandwidth_bytes_per_s`` go to every device, the other keywords to the cluster."""
+        """``k`` identical devices ``d0``, ``d1``, ...; ``op_overhead_s``, ``kind_flops_per_s``,
+        ``memory_bandwidth_bytes_per_s`` and ``kind_bytes_per_s`` go to every device, the others to the cluster."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
-        roofline = {key: kw.pop(key) for key in ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s")
-                    if key in kw}
+        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s")
+        roofline = {key: kw.pop(key) for key in keys if key in kw}
         devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)
 

@@ -67,14 +67,13 @@ class Problem:
         devices = self.cluster.devices
         if not any(d.is_roofline for d in devices):
             return self.graph.total_flops / self.cluster.total_flops_per_s
-        bandwidth = sum(math.inf if d.memory_bandwidth_bytes_per_s is None else d.memory_bandwidth_bytes_per_s
-                        for d in devices)
         total = 0.0
         for op in self.graph:
             if op.kind in ("input", "output"):
                 continue
             kind = str(op.kind)
             t = op.flops / sum(d.rate(kind) for d in devices)
+            bandwidth = sum(_or_inf(d.bandwidth(kind)) for d in devices)
             nbytes = (math.prod(op.out_shape) + op.weight_elems) * self.dtype_bytes
             total += max(t, nbytes / bandwidth)
         return total
@@ -97,6 +96,10 @@ class Problem:
 
     def describe(self) -> str:
         return f"{self.graph.name} on {self.cluster.name or f'{self.k} devices'} ({self.network.name})"
+
+
+def _or_inf(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 class Plan(Mapping):

@@ -1,187 +1,247 @@
-"""``iopopt profile``: measure this machine and write a cluster and a network preset.
+"""``iopopt profile``: measure this machine and write cluster and network presets the app takes at once.
 
 Measures, with one torch thread per process and float32:
 
-* compute throughput (FLOP/s, FLOPs counted as :mod:`iopopt.graph` counts them:
-  2·MACs) of convolutions and linear layers at representative sizes (ResNet /
-  AlexNet / small synthetic layers), the median of a few runs each; the
-  device's ``flops_per_s`` is the aggregate over the conv set (Σ FLOPs / Σ
-  median times, i.e. a FLOP-weighted harmonic mean). Linear layers at batch 1
-  are memory-bound and are reported apart;
-* memory-bound operators (relu, add, batchnorm) in bytes/s and pooling in
-  FLOP/s, at ResNet activation sizes -- the cost model prices them as FLOPs at
-  ``flops_per_s``; these figures show by how much that is off;
-* per-operator overhead: the median time of tiny operators run through
-  :func:`iopopt.kernels.compute` (what the executors call per step);
-* the conv set in 2 and in ``K`` processes at once (``--ranks K``), as
-  wall-clock throughput over about a second (the median of single calls would
-  hide time-slicing), so the per-rank throughput under contention for the
-  machine's cores is known;
-* gloo latency and bandwidth on loopback between 2 processes: ping-pong
-  (``isend``/``irecv`` + ``wait``, as the distributed executor does, a barrier
-  before each round trip) at sizes from 4 B to 4 MiB, one-way time = half the
-  median round trip, fitted as
-  ``t = α + bytes / bandwidth`` (least squares on relative error);
-* the per-message latency in the executor's regime: a ring exchange of 12 KiB
-  messages among 2 and ``K`` ranks with a ~1 ms conv on every rank between two
-  exchanges (mean time per exchange), and without the conv. On a machine
-  whose cores also run the ranks' compute, gloo's I/O threads wait for a core
-  and this latency is many times the idle ping-pong α; the network preset uses
-  it as ``latency_s``.
+* **the roofline of one device** (:mod:`.fit`): every operator of four
+  calibration networks (:mod:`.calibration`: plain conv/ReLU/max-pool stacks
+  with a large fully-connected head, residual stages with batchnorm,
+  inverted-residual blocks with depthwise convs, multi-branch blocks joined by
+  a concat) is timed in context, as the executors run a one-device plan --
+  conv, depthwise conv, linear, activations, batchnorm, max/avg/adaptive
+  pooling, add, concat and the copies of flatten/dropout -- and the cost
+  model's own formula, ``max(FLOPs / rate(kind), bytes / bandwidth(kind)) +
+  overhead``, is fitted to them: the peak conv rate (``flops_per_s``),
+  per-kind rates and bandwidths, the memory bandwidth (tensor copies) and
+  the per-operator overhead;
+* standalone (reported, not fitted): linear layers at batch 1, 8 and 32
+  (batch 1 is memory-bound), grouped convs, a copy larger than the caches
+  (the DRAM bandwidth) and the overhead of tiny operators;
+* a conv set solo and in 2 and ``K`` processes at once (``--ranks K``), so
+  the per-rank throughput when ranks share the cores is known;
+* gloo latency and bandwidth on loopback: ping-pong fitted as ``alpha +
+  bytes / bandwidth``, and a ring exchange with compute between messages
+  (the executor's regime) for the per-message latency.
 
-Writes ``cluster.yaml`` (K identical devices, ``flops_per_s`` = the per-rank
-conv throughput measured with K ranks computing at once), ``network.yaml`` (a
-:class:`~iopopt.network.SwitchedNetwork`: loopback is full duplex; latency from
-the loaded exchange, bandwidth from the ping-pong fit) and ``profile.json``
-(every measurement) into ``--out`` (default ``outputs/profile/<stamp>/``) and
-prints the two presets. Takes well under a minute.
+Writes ``profile.json`` (every measurement), ``cluster.yaml`` (``--devices``
+identical devices, default one: this machine) and ``network.yaml`` into
+``--out`` (default ``outputs/profile/<stamp>/``, then ``outputs/profile/latest``
+points at it), with the machine, the load and the date in their headers.
+``iopopt cluster=profiled network=profiled ...`` uses the newest profile;
+``cluster.profile=DIR`` an older one. Takes about a minute.
 
-Entry point: ``python -m iopopt.profile [--out DIR] [--ranks K] [--repeats N]``
-(library: :func:`run_profile`).
+Entry points: ``iopopt profile [--out DIR] [--devices N] [--ranks K] [--repeats N] [--clock cpu|wall]``
+and ``python -m iopopt.studies.profile`` (library: :func:`run_profile`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import torch
 
 from ...exec.distributed.launcher import launch
-from .bench import (
-    CONV_SET,
-    LINEAR_SET,
-    PING_SIZES,
-    _rank_bench,
-    aggregate,
-    bench_convs,
-    bench_elementwise,
-    bench_linears,
-    bench_pools,
-    fit_network,
-    op_overhead,
-)
+from .bench import CONV_SET, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
+from .fit import fit_roofline
+from .kinds import measure_samples, standalone
 from .presets import (
+    PROFILE_ROOT,
     cluster_yaml,
+    device_figures,
     load_presets,
+    mark_latest,
     network_yaml,
     preset_flops,
     preset_latency,
+    resolve_profile,
     summary_line,
     write_presets,
 )
 
 __all__ = [
     "CONV_SET",
-    "LINEAR_SET",
     "run_profile",
     "bench_convs",
-    "bench_linears",
-    "bench_elementwise",
-    "bench_pools",
     "op_overhead",
     "fit_network",
+    "fit_roofline",
     "preset_flops",
+    "device_figures",
     "cluster_yaml",
     "network_yaml",
     "write_presets",
     "summary_line",
     "preset_latency",
     "load_presets",
+    "resolve_profile",
     "main",
 ]
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _aggregate_kinds(samples, kinds, key="flops") -> float:
+    rows = [s for s in samples if s["kind"] in kinds]
+    return sum(s[key] for s in rows) / sum(s["time_s"] for s in rows) if rows else float("nan")
+
+
 def run_profile(
     ranks: int = 2,
-    repeats: int = 5,
+    repeats: int = 15,
     ping_reps: int = 30,
     threads: int = 1,
     conv_seconds: float = 1.0,
     exchange_iters: int = 200,
+    devices: int = 1,
+    clock: str = "cpu",
+    network: bool = True,
+    step: Callable[[str], None] | None = None,
 ) -> dict:
-    """Every measurement as a dict (see the module docstring)."""
+    """Every measurement as a dict (see the module docstring); ``step(label)`` is called after each stage."""
     torch.set_num_threads(threads)
+    step = step or (lambda label: None)
     t0 = time.perf_counter()
-    convs = bench_convs(repeats)
-    linears = bench_linears(repeats)
-    elementwise = bench_elementwise(repeats)
-    pools = bench_pools(repeats)
-    overhead = op_overhead()
-    world = max(ranks, 2)
-    per_rank = launch(_rank_bench, world, (PING_SIZES, ping_reps, conv_seconds, exchange_iters), threads=threads,
-                      timeout_s=120, run_timeout_s=600)
-    pingpong = per_rank[0]["pingpong"]
-    alpha, bandwidth, fit_rows = fit_network(pingpong)
-
-    def per_n(key):
-        ns = sorted({n for r in per_rank for n in r[key]})
-        return {n: statistics.mean(r[key][n] for r in per_rank if n in r[key]) for n in ns}
-
-    throughput = per_n("throughput")
-    loaded = {str(n): v for n, v in per_n("exchange_loaded").items()}
-    idle = {str(n): v for n, v in per_n("exchange_idle").items()}
-    return {
+    load_before = _load()
+    samples = measure_samples(repeats=repeats, clock=clock, step=lambda net: step(f"calibration net {net}"))
+    fit = fit_roofline(samples)
+    extra = standalone(clock=clock, step=step)
+    convs = bench_convs(5)
+    step("conv set")
+    prof: dict = {
         "machine": {
+            "hostname": platform.node(),
+            "cpu_model": _cpu_model(),
             "cpu_count": os.cpu_count(),
             "torch": torch.__version__,
             "threads_per_rank": threads,
             "platform": sys.platform,
         },
+        "clock": clock,
         "ranks": ranks,
+        "devices": devices,
+        "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
+                                       "kind_bytes_per_s", "op_overhead_s")},
+        "fit": fit["kinds"],
+        "samples": samples,
+        "standalone": extra,
         "convs": convs,
-        "linears": linears,
         "conv_flops_per_s": aggregate(convs),
-        "linear_flops_per_s": aggregate(linears),
-        "elementwise": elementwise,
-        "mem_bytes_per_s": sum(r["bytes"] for r in elementwise) / sum(r["time_s"] for r in elementwise),
-        "pools": pools,
-        "pool_flops_per_s": aggregate(pools),
-        "op_overhead": overhead,
-        "op_overhead_s": overhead["median"],
-        "concurrent_world": world,
-        "concurrent_flops_per_s": {str(n): v for n, v in throughput.items()},
-        "concurrent_mean_flops_per_s": throughput[world],
-        "exchange_loaded_s": loaded,
-        "exchange_idle_s": idle,
-        "pingpong": {str(k): v for k, v in pingpong.items()},
-        "network_fit": fit_rows,
-        "pingpong_latency_s": alpha,
-        "latency_s": preset_latency({"exchange_loaded_s": loaded, "pingpong_latency_s": alpha}, ranks),
-        "bandwidth_bytes_per_s": bandwidth,
-        "seconds": time.perf_counter() - t0,
+        # figures of the first release, kept for the fidelity study's diagnostics
+        "linear_flops_per_s": _aggregate_kinds(samples, ("linear",)),
+        "pool_flops_per_s": _aggregate_kinds(samples, ("maxpool", "avgpool")),
+        "mem_bytes_per_s": _aggregate_kinds(samples, ("act", "bn", "add", "adaptive_avgpool", "cat"), "bytes"),
+        "op_overhead_s": fit["op_overhead_s"],
     }
+    if network:
+        world = max(ranks, 2)
+        per_rank = launch(_rank_bench, world, (PING_SIZES, ping_reps, conv_seconds, exchange_iters), threads=threads,
+                          timeout_s=120, run_timeout_s=600)
+        step("gloo ping-pong and exchanges")
+        pingpong = per_rank[0]["pingpong"]
+        alpha, bandwidth, fit_rows = fit_network(pingpong)
+
+        def per_n(key):
+            ns = sorted({n for r in per_rank for n in r[key]})
+            return {n: statistics.mean(r[key][n] for r in per_rank if n in r[key]) for n in ns}
+
+        loaded = {str(n): v for n, v in per_n("exchange_loaded").items()}
+        prof.update({
+            "concurrent_world": world,
+            "concurrent_flops_per_s": {str(n): v for n, v in per_n("throughput").items()},
+            "exchange_loaded_s": loaded,
+            "exchange_idle_s": {str(n): v for n, v in per_n("exchange_idle").items()},
+            "pingpong": {str(k): v for k, v in pingpong.items()},
+            "network_fit": fit_rows,
+            "pingpong_latency_s": alpha,
+            "latency_s": preset_latency({"exchange_loaded_s": loaded, "pingpong_latency_s": alpha}, ranks),
+            "bandwidth_bytes_per_s": bandwidth,
+        })
+    prof["load_before"], prof["load_after"] = load_before, _load()
+    prof["seconds"] = time.perf_counter() - t0
+    return prof
+
+
+def _print_fit(prof: dict) -> None:
+    dev = prof["device"]
+    print(f"#   conv peak {dev['flops_per_s'] / 1e9:.1f} GFLOP/s, memory bandwidth "
+          f"{dev['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, overhead {dev['op_overhead_s'] * 1e6:.1f} us")
+    for kind, f in prof["fit"].items():
+        what = []
+        if f["rate_binds"]:
+            what.append(f"rate {f['rate'] / 1e9:.3g} GFLOP/s")
+        if f["bandwidth_binds"]:
+            what.append(f"bandwidth {f['bandwidth'] / 1e9:.3g} GB/s")
+        print(f"#   {kind:<18} {f['n']:>3} ops: {', '.join(what)}")
+    for r in prof["standalone"]["linear"]:
+        print(f"#   {r['op']:<34} {r['time_s'] * 1e3:8.3f} ms  {r['flops_per_s'] / 1e9:6.1f} GFLOP/s")
+    c = prof["standalone"]["copy"]
+    print(f"#   copy of {c['bytes'] / 2e6:.0f} MB (beyond the caches): {c['bytes_per_s'] / 1e9:.1f} GB/s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tqdm import tqdm
+
     ap = argparse.ArgumentParser(prog="iopopt profile", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=None, help="output directory (default outputs/profile/<stamp>)")
-    ap.add_argument("--ranks", type=int, default=2, help="devices in the cluster preset (and concurrent ranks)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs per operator (median)")
+    ap.add_argument("--out", default=None, help=f"output directory (default {PROFILE_ROOT}/<stamp>)")
+    ap.add_argument("--devices", type=int, default=1,
+                    help="devices in the cluster preset (default 1: this machine; more: ranks sharing its cores)")
+    ap.add_argument("--ranks", type=int, default=2, help="ranks of the network measurement (and concurrent ranks)")
+    ap.add_argument("--repeats", type=int, default=15, help="timed passes per calibration network (median)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="operator times: this thread's CPU time (default; robust on a shared machine) or wall time")
+    ap.add_argument("--no-network", action="store_true", help="skip the gloo measurements (no network.yaml)")
     a = ap.parse_args(argv)
-    if a.ranks < 1:
-        ap.error("--ranks must be >= 1")
+    for flag, value in (("--devices", a.devices), ("--ranks", a.ranks), ("--repeats", a.repeats),
+                        ("--threads", a.threads)):
+        if value < 1:
+            ap.error(f"{flag} must be >= 1, got {value}")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out = Path(a.out) if a.out else Path("outputs") / "profile" / stamp
-    prof = run_profile(ranks=a.ranks, repeats=a.repeats, threads=a.threads)
+    out = Path(a.out) if a.out else PROFILE_ROOT / stamp
+    stages = 4 + 5 + (0 if a.no_network else 1)
+    with tqdm(total=stages, desc="iopopt profile", unit="stage", file=sys.stderr) as bar:
+        def step(label: str) -> None:
+            bar.set_postfix_str(label)
+            bar.update()
+
+        prof = run_profile(ranks=max(a.ranks, a.devices), repeats=a.repeats, threads=a.threads, devices=a.devices,
+                           clock=a.clock, network=not a.no_network, step=step)
     prof["stamp"] = stamp
+    prof["command"] = "iopopt profile " + " ".join(argv if argv is not None else sys.argv[2:])
     c, n = write_presets(prof, out)
-    print(f"# {summary_line(prof)} ({prof['seconds']:.1f} s)")
-    for r in prof["convs"] + prof["linears"] + prof["pools"]:
-        print(f"#   {r['op']:<32} {r['time_s'] * 1e3:8.3f} ms  {r['flops_per_s'] / 1e9:6.2f} GFLOP/s")
-    for r in prof["elementwise"]:
-        print(f"#   {r['op']:<32} {r['time_s'] * 1e3:8.3f} ms  {r['bytes_per_s'] / 1e9:6.2f} GB/s")
+    link = mark_latest(out)
+    print(f"# {summary_line(prof)} ({prof['seconds']:.1f} s; load {prof['load_before']} -> {prof['load_after']})")
+    _print_fit(prof)
     print(f"# --- {c}")
     print(c.read_text())
-    print(f"# --- {n}")
-    print(n.read_text())
+    if n is not None:
+        print(f"# --- {n}")
+        print(n.read_text())
+    where = f" ({link} points here)" if link else ""
+    print(f"# use it: iopopt cluster=profiled network=profiled ...{where}; an older profile: cluster.profile={out}")
     return 0
 
 

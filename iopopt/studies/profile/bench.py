@@ -1,4 +1,4 @@
-"""Micro-benchmarks of this machine: operators per kind, per-op overhead, gloo ping-pong and exchanges."""
+"""Micro-benchmarks of this machine: a conv set (solo and with ranks at once), per-op overhead, gloo ping-pong."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "CONV_SET",
-    "LINEAR_SET",
     "PING_SIZES",
     "bench_convs",
-    "bench_linears",
-    "bench_elementwise",
-    "bench_pools",
     "op_overhead",
     "fit_network",
     "aggregate",
@@ -33,12 +29,6 @@ CONV_SET = (
     ("resnet 512->512 k3 @7", 512, 512, 3, 1, 1, 7),
     ("bottleneck 256->64 k1 @56", 256, 64, 1, 1, 0, 56),
     ("small 16->32 k3 @32", 16, 32, 3, 1, 1, 32),
-)
-#: (label, in_features, out_features) at batch 1.
-LINEAR_SET = (
-    ("alexnet fc1 9216->4096", 9216, 4096),
-    ("fc 4096->4096", 4096, 4096),
-    ("resnet fc 512->1000", 512, 1000),
 )
 PING_SIZES = (4, 64, 1024, 16384, 65536, 262144, 1 << 20, 4 << 20)
 
@@ -74,75 +64,6 @@ def bench_convs(repeats: int = 5, convs=CONV_SET) -> list[dict]:
             b = torch.randn(cout, generator=gen)
             flops = _conv_flops(cin, cout, k, s, p, h)
             t = _median_time(lambda: F.conv2d(x, w, b, s, p), repeats)
-            rows.append({"op": label, "flops": flops, "time_s": t, "flops_per_s": flops / t})
-    return rows
-
-
-def bench_linears(repeats: int = 5, linears=LINEAR_SET) -> list[dict]:
-    gen = torch.Generator().manual_seed(1)
-    rows = []
-    with torch.inference_mode():
-        for label, fin, fout in linears:
-            x = torch.randn(1, fin, generator=gen)
-            w = torch.randn(fout, fin, generator=gen)
-            b = torch.randn(fout, generator=gen)
-            flops = 2 * fin * fout
-            t = _median_time(lambda: F.linear(x, w, b), repeats)
-            rows.append({"op": label, "flops": flops, "time_s": t, "flops_per_s": flops / t})
-    return rows
-
-
-#: Memory-bound operators, each timed on every shape of :data:`ELEMENTWISE_SHAPES`.
-ELEMENTWISE_SET = ("relu", "add", "batchnorm")
-#: Activation shapes of a ResNet at 224x224 (from early to late layers).
-ELEMENTWISE_SHAPES = ((1, 64, 112, 112), (1, 64, 56, 56), (1, 128, 28, 28), (1, 256, 14, 14), (1, 512, 7, 7))
-
-
-def bench_elementwise(repeats: int = 5, shapes=ELEMENTWISE_SHAPES) -> list[dict]:
-    """Memory-bound operators: median time and effective bytes/s (input + output bytes, float32)."""
-    gen = torch.Generator().manual_seed(2)
-    rows = []
-    with torch.inference_mode():
-        for shape in shapes:
-            x = torch.randn(shape, generator=gen)
-            y = torch.randn(shape, generator=gen)
-            c = shape[1]
-            mean, var, w, b = torch.zeros(c), torch.ones(c), torch.ones(c), torch.zeros(c)
-            n = x.numel() * 4
-            cases = {
-                "relu": (lambda: F.relu(x), 2 * n),
-                "add": (lambda: x + y, 3 * n),
-                "batchnorm": (lambda: F.batch_norm(x, mean, var, w, b, False, 0.0, 1e-5), 2 * n),
-            }
-            for label in ELEMENTWISE_SET:
-                fn, nbytes = cases[label]
-                t = _median_time(fn, repeats)
-                rows.append({"op": f"{label} {'x'.join(map(str, shape[1:]))}", "bytes": nbytes, "time_s": t,
-                             "bytes_per_s": nbytes / t})
-    return rows
-
-
-#: (label, kind, C, H, kernel, stride, padding): pooling layers of AlexNet / ResNet / the synthetic nets.
-POOL_SET = (
-    ("maxpool 3x3 s2 64x112", "max", 64, 112, 3, 2, 1),
-    ("maxpool 3x3 s2 64x55", "max", 64, 55, 3, 2, 0),
-    ("maxpool 3x3 s2 256x13", "max", 256, 13, 3, 2, 0),
-    ("maxpool 2x2 s2 32x48", "max", 32, 48, 2, 2, 0),
-    ("avgpool 2x2 s2 32x48", "avg", 32, 48, 2, 2, 0),
-)
-
-
-def bench_pools(repeats: int = 5, pools=POOL_SET) -> list[dict]:
-    """Pooling layers: median time and FLOP/s with FLOPs counted as the graph does (outputs × window)."""
-    gen = torch.Generator().manual_seed(3)
-    rows = []
-    with torch.inference_mode():
-        for label, kind, c, h, k, s, p in pools:
-            x = torch.randn(1, c, h, h, generator=gen)
-            fn = (lambda: F.max_pool2d(x, k, s, p)) if kind == "max" else (lambda: F.avg_pool2d(x, k, s, p))
-            ho = (h + 2 * p - k) // s + 1
-            flops = c * ho * ho * k * k
-            t = _median_time(fn, repeats)
             rows.append({"op": label, "flops": flops, "time_s": t, "flops_per_s": flops / t})
     return rows
 

@@ -1,0 +1,149 @@
+"""Per-operator prediction study: for a model on one device, the cost model's time of every operator
+against the time measured on this machine, per kind and in total, as tables and a plot.
+
+Measured: every operator of the model run whole on one device as the
+executors run a one-device plan (:func:`.measure.time_ops`); predicted: the
+cost model's compute time of the same operators on the device of an ``iopopt
+profile`` (:func:`.measure.predict_ops`). Writes ``opfit.csv`` (one row per
+operator), ``kinds.csv``, ``opfit.md`` (the tables and the acceptance
+checks: total within ±15%, each kind with at least 1 ms within ±30%, median
+per-operator error ≤ 25%), ``summary.json`` and ``opfit.png`` into ``--out``.
+
+Entry points: ``iopopt opfit [--models ...] [--profile latest|DIR] [--out DIR]`` and
+``python -m iopopt.studies.opfit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from .measure import CLOCKS, forward_time, predict_ops, time_ops
+from .report import plot, summarize, write_csv, write_markdown
+
+__all__ = ["run_opfit", "main", "time_ops", "predict_ops", "forward_time", "summarize"]
+
+MODELS = ("alexnet", "resnet18", "mobilenet_v2", "vgg16")
+
+
+def _bound(device, kind: str, flops: float, nbytes: float) -> str:
+    bw = device.bandwidth(kind)
+    if bw is not None and nbytes / bw > flops / device.rate(kind):
+        return "bytes"
+    return "flops" if flops else "overhead"
+
+
+def run_opfit(models: Sequence[str], device, repeats: int = 15, warmup: int = 3, clock: str = "cpu",
+              progress=None) -> tuple[list[dict], dict[str, float]]:
+    """Per-operator rows (measured and predicted) for zoo ``models`` on ``device``, and each model's torch forward."""
+    import torch
+
+    from ...compile.terms import terms
+    from ...frontend import zoo
+    from ...frontend.capture import trace
+    from ...model.cluster import Cluster
+    from ...model.network import SwitchedNetwork
+    from ...model.problem import Problem
+
+    torch.set_num_threads(1)
+    rows: list[dict] = []
+    forward: dict[str, float] = {}
+    for name in models:
+        module, shape = zoo.build(name)
+        graph = trace(module, shape, name=name)
+        measured = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock,
+                            progress=(lambda i, n, name=name: progress(name, i, n)) if progress else None)
+        forward[name] = forward_time(module, shape, repeats=repeats, warmup=warmup)
+        predicted = predict_ops(graph, device)
+        t = terms(Problem(graph, Cluster((device,)), SwitchedNetwork(1e9)))
+        for op in graph:
+            if op.name not in measured.per_op:
+                continue
+            term = t.node(op.name, "host")
+            rows.append({"model": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
+                         "bytes": term.moved_bytes[0], "bound": _bound(device, str(op.kind), term.flops[0],
+                                                                      term.moved_bytes[0]),
+                         "measured_s": measured.per_op[op.name], "predicted_s": predicted[op.name]})
+    return rows, forward
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from ..profile.presets import load_presets, resolve_profile
+
+    ap = argparse.ArgumentParser(prog="iopopt opfit", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), help="zoo model names")
+    ap.add_argument("--profile", default="latest", help="an `iopopt profile` directory, or latest (the newest)")
+    ap.add_argument("--out", default=None, help="output directory (default outputs/opfit/<stamp>)")
+    ap.add_argument("--repeats", type=int, default=15, help="timed passes per model (median)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed passes first")
+    ap.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
+                    help="this thread's CPU time (default; robust on a shared machine) or wall time")
+    a = ap.parse_args(argv)
+    from ...frontend import zoo
+
+    unknown = [m for m in a.models if m not in zoo.names()]
+    if unknown:
+        print(f"iopopt opfit: unknown model {unknown[0]!r}; valid: {', '.join(zoo.names())}", file=sys.stderr)
+        return 2
+    try:
+        where = resolve_profile(a.profile)
+    except FileNotFoundError as exc:
+        print(f"iopopt opfit: --profile {exc}", file=sys.stderr)
+        return 2
+    cluster, _ = load_presets(where, network=False)
+    device = cluster.devices[0]
+    out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = round(os.getloadavg()[0], 2)
+    with tqdm(total=len(a.models) * (a.repeats + a.warmup), desc="iopopt opfit", unit="pass", file=sys.stderr) as bar:
+        def progress(name, i, n):
+            bar.set_postfix_str(name)
+            bar.update()
+
+        rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, progress)
+    summary = summarize(rows)
+    prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
+    machine = prof.get("machine") or {}
+    meta = {
+        "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{machine.get('cpu_model', platform.processor())}, {os.cpu_count()} cores, "
+                   f"torch {__import__('torch').__version__}",
+        "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
+        "command": "iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:]),
+        "profile": str(where), "device": _describe(device),
+        "repeats": a.repeats, "warmup": a.warmup, "clock": a.clock, "forward_s": forward,
+    }
+    write_csv(rows, out / "opfit.csv")
+    with open(out / "kinds.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "kind", "ops", "measured_s", "predicted_s", "error", "checked"])
+        for model, s in summary.items():
+            for kind, k in s["kinds"].items():
+                w.writerow([model, kind, k["n"], k["measured_s"], k["predicted_s"], k["error"], k["checked"]])
+    write_markdown(out / "opfit.md", summary, meta)
+    (out / "summary.json").write_text(json.dumps({"meta": meta, "models": summary}, indent=2))
+    plot(rows, summary, out / "opfit.png")
+    for model, s in summary.items():
+        print(f"[opfit] {model}: measured {s['measured_s'] * 1e3:.2f} ms, predicted {s['predicted_s'] * 1e3:.2f} ms "
+              f"({s['error']:+.1%}), median op error {s['op_median_abs_error']:.1%}; kinds "
+              + ", ".join(f"{k} {v['error']:+.0%}" for k, v in s["kinds"].items() if v["checked"]))
+    print(f"[opfit] wrote {out}/opfit.md (load {meta['load_before']} -> {meta['load_after']})")
+    return 0
+
+
+def _describe(device) -> str:
+    parts = [f"conv {device.flops_per_s / 1e9:.1f} GFLOP/s"]
+    if device.memory_bandwidth_bytes_per_s:
+        parts.append(f"memory {device.memory_bandwidth_bytes_per_s / 1e9:.1f} GB/s")
+    parts.append(f"{len(device.kind_flops_per_s)} per-kind rates, {len(device.kind_bytes_per_s)} per-kind bandwidths")
+    parts.append(f"overhead {device.op_overhead_s * 1e6:.1f} µs")
+    return ", ".join(parts)

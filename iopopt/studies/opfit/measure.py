@@ -1,0 +1,130 @@
+"""Per-operator times measured as the executors run a one-device plan, and the cost model's prediction of them.
+
+:func:`time_ops` runs a traced graph on one device the way the executors
+run a step (:func:`iopopt.exec.kernels.compute` on the host's weight shards,
+every tensor freed after its last consumer), timing each operator with
+``time.perf_counter`` around its kernel; ``warmup`` untimed passes, then the
+median of ``repeats`` timed ones per operator and of the per-pass totals.
+:func:`predict_ops` is the cost model's compute time of the same operators
+(the one-device ``host`` plan through :func:`iopopt.cost.evaluate`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...cost.evaluate import evaluate
+from ...exec import kernels
+from ...model.cluster import Cluster, Device
+from ...model.graph import OpGraph
+from ...model.layouts import full_region
+from ...model.network import SwitchedNetwork
+from ...model.problem import Problem
+
+__all__ = ["CLOCKS", "OpTimes", "time_ops", "predict_ops", "forward_time"]
+
+#: Clocks :func:`time_ops` can time with: wall time, or the calling thread's CPU time.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+@dataclass
+class OpTimes:
+    """Measured times: per operator (seconds, median over passes) and per pass (the sum over operators)."""
+
+    per_op: dict[str, float]
+    samples: dict[str, list[float]]
+    passes_s: list[float]
+
+    @property
+    def total_s(self) -> float:
+        """The median over timed passes of the pass's summed kernel time."""
+        return statistics.median(self.passes_s)
+
+
+def time_ops(
+    graph: OpGraph,
+    module: nn.Module,
+    repeats: int = 15,
+    warmup: int = 3,
+    x: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
+) -> OpTimes:
+    """Time every operator of ``graph`` run whole on one device, as the executors run a ``host`` plan.
+
+    ``clock``: ``wall`` (``time.perf_counter``) or ``cpu`` (this thread's CPU
+    time, ``time.thread_time``: what the kernel itself used, not the time other
+    processes held the core -- for measuring on a shared machine).
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
+    ops = [op for op in graph if op.kind not in ("input", "output")]
+    module = module.eval()
+    shards = {op.name: kernels.weight_shard(op, "host", 0, None, module, host=0) for op in ops}
+    extra = {op.name: kernels.op_extra(op, module) for op in ops}
+    regions = {op.name: ([full_region(s) for s in op.in_shapes], full_region(op.out_shape)) for op in ops}
+    last = {n: graph.last_use(n) for n in graph.order}
+    freed_at: dict[int, list[str]] = {}
+    for n, p in last.items():
+        freed_at.setdefault(p, []).append(n)
+    if x is None:
+        x = torch.randn(graph[graph.input_name].out_shape, generator=torch.Generator().manual_seed(0))
+    x = x.to(dtype)
+    samples: dict[str, list[float]] = {op.name: [] for op in ops}
+    passes: list[float] = []
+    total = warmup + repeats
+    with torch.inference_mode():
+        for r in range(total):
+            store: dict[str, torch.Tensor] = {}
+            pass_s = 0.0
+            for p, op in enumerate(graph):
+                if op.kind == "input":
+                    store[op.name] = x.clone()
+                elif op.kind != "output":
+                    inputs = [store[i] for i in op.inputs]
+                    in_regions, out_region = regions[op.name]
+                    t0 = now()
+                    out = kernels.compute(op, "host", 0, inputs, in_regions, out_region, shards[op.name],
+                                          extra=extra[op.name], dtype=dtype)
+                    dt = now() - t0
+                    store[op.name] = out
+                    del inputs
+                    if r >= warmup:
+                        samples[op.name].append(dt)
+                        pass_s += dt
+                for gone in freed_at.get(p, ()):
+                    store.pop(gone, None)
+            if r >= warmup:
+                passes.append(pass_s)
+            if progress is not None:
+                progress(r + 1, total)
+    per_op = {n: statistics.median(v) for n, v in samples.items()}
+    return OpTimes(per_op, samples, passes)
+
+
+def forward_time(module: nn.Module, shape, repeats: int = 15, warmup: int = 3) -> float:
+    """Median seconds of the unsplit ``module(x)`` (for reference: torch's own forward, not the executors')."""
+    x = torch.randn(tuple(shape), generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        for r in range(warmup + repeats):
+            t0 = time.perf_counter()
+            module(x)
+            if r >= warmup:
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def predict_ops(graph: OpGraph, device: Device) -> Mapping[str, float]:
+    """The cost model's compute time of every operator of ``graph`` run whole on ``device`` (seconds)."""
+    problem = Problem(graph, Cluster((device,), name=device.name), SwitchedNetwork(1e9))
+    report = evaluate(problem, problem.plan({}, default="host"))
+    return {c.node: c.compute_s for c in report.per_op if graph[c.node].kind not in ("input", "output")}

@@ -1,0 +1,117 @@
+"""Fit a roofline device to operators timed in context.
+
+A sample is one operator: its kind, FLOPs, the bytes it reads and writes (as
+the cost terms count them) and its measured seconds. The model is the cost
+model's own (:meth:`iopopt.model.cluster.Device.compute_s`)::
+
+    t = max(FLOPs / rate(kind), bytes / bandwidth(kind)) + overhead
+
+:func:`fit_roofline` chooses the overhead shared by every kind and, per kind,
+the rate and bandwidth that minimise the sum of absolute log errors, each
+weighed by the operator's time to the power :data:`WEIGHT_POWER` (so the
+typical operator's relative error, not the largest operator's, is what is
+fitted), by exhaustive search on log-spaced grids. A kind's rate is kept only
+where it binds (the FLOP term is the larger for some sample), likewise its
+bandwidth; the device's memory bandwidth is the fit of the tensor copies
+(``cat``, and the copies the executors make for ``flatten`` and
+``dropout``); the conv rate is the device's ``flops_per_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["COPY_KINDS", "fit_roofline", "fit_kind"]
+
+#: Kinds that only copy tensors (the executors' kernels clone for flatten and dropout): the memory bandwidth.
+COPY_KINDS = ("cat", "flatten", "dropout")
+_RATES = np.exp(np.linspace(math.log(1e6), math.log(1e13), 211))
+_BANDWIDTHS = np.exp(np.linspace(math.log(1e7), math.log(1e13), 181))
+#: How samples are weighed in the fit: by their time to this power (see :func:`fit_kind`). Near 0, so the
+#: typical operator is what is fitted; above 0, so a kind's large operators, which make its summed time,
+#: count a little more than its many small ones.
+WEIGHT_POWER = 0.25
+_OVERHEADS = np.concatenate([[0.0], np.exp(np.linspace(math.log(2e-7), math.log(5e-5), 40))])
+
+
+def fit_kind(flops: np.ndarray, nbytes: np.ndarray, seconds: np.ndarray, overhead: float,
+             weight_power: float = WEIGHT_POWER) -> tuple[float, float, float]:
+    """``(loss, rate, bandwidth)`` minimising Σ w |log(max(F/rate, B/bw) + overhead) - log t| on the grids.
+
+    ``w = t ** weight_power`` (normalised): 0 weighs every operator alike, 1 weighs them by their time.
+    Ties go to the largest rate and bandwidth (the least binding ones).
+    """
+    log_t = np.log(seconds)
+    w = seconds ** weight_power
+    w = w / w.sum()
+    mem = nbytes[None, :] / _BANDWIDTHS[::-1, None]  # bandwidths high -> low
+    best = (math.inf, math.inf, math.inf)
+    for rate in _RATES[::-1]:  # rates high -> low: ties keep the higher
+        pred = np.maximum(flops[None, :] / rate, mem) + overhead
+        loss = (np.abs(np.log(pred) - log_t[None, :]) * w[None, :]).sum(1) * len(seconds)
+        i = int(loss.argmin())
+        if loss[i] < best[0] - 1e-12:
+            best = (float(loss[i]), float(rate), float(_BANDWIDTHS[::-1][i]))
+        if not flops.any():
+            break  # no FLOPs: the rate does not matter
+    return best
+
+
+def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (np.array([s["flops"] for s in samples], float), np.array([s["bytes"] for s in samples], float),
+            np.array([s["time_s"] for s in samples], float))
+
+
+def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None) -> dict:
+    """The roofline figures of a device from in-context samples (``kind``, ``flops``, ``bytes``, ``time_s``).
+
+    Returns ``flops_per_s``, ``kind_flops_per_s``, ``memory_bandwidth_bytes_per_s``,
+    ``kind_bytes_per_s`` and ``op_overhead_s`` (the keys of a device config),
+    and ``kinds``: per kind the fitted rate and bandwidth, which of them bind,
+    and the sample count.
+    """
+    by_kind: dict[str, list[dict]] = {}
+    for s in samples:
+        by_kind.setdefault(str(s["kind"]), []).append(s)
+    if "conv" not in by_kind:
+        raise ValueError("fit_roofline: no conv sample (the conv rate is the device's flops_per_s)")
+    copies = [s for k in COPY_KINDS for s in by_kind.get(k, ())]
+    groups = {k: v for k, v in by_kind.items() if k not in COPY_KINDS}
+    if copies:
+        groups["(copies)"] = copies
+    arrays = {k: _arrays(v) for k, v in groups.items()}
+    best = None
+    for o in overheads if overheads is not None else _OVERHEADS:
+        fits = {k: fit_kind(*a, o) for k, a in arrays.items()}
+        loss = sum(f[0] for f in fits.values())
+        if best is None or loss < best[0]:
+            best = (loss, float(o), fits)
+    assert best is not None
+    _, overhead, fits = best
+    _, conv_rate, _ = fits["conv"]
+    bandwidth = fits["(copies)"][2] if copies else max(f[2] for f in fits.values())
+    out: dict = {"flops_per_s": conv_rate, "kind_flops_per_s": {}, "memory_bandwidth_bytes_per_s": bandwidth,
+                 "kind_bytes_per_s": {}, "op_overhead_s": overhead, "kinds": {}}
+    for kind, (loss, rate, bw) in sorted(fits.items()):
+        flops, nbytes, seconds = arrays[kind]
+        rate_binds = bool(np.any(flops / rate >= nbytes / bw)) and bool(flops.any())
+        bw_binds = bool(np.any(nbytes / bw > flops / rate))
+        out["kinds"][kind] = {"n": int(len(seconds)), "rate": rate, "bandwidth": bw, "rate_binds": rate_binds,
+                              "bandwidth_binds": bw_binds, "loss": loss}
+        if kind == "(copies)":
+            continue
+        # what the device would use for a figure left out: it must not bind where the fitted one does not
+        if kind != "conv":
+            if rate_binds:
+                out["kind_flops_per_s"][kind] = rate
+            elif np.any(flops / conv_rate > nbytes / bw):
+                out["kind_flops_per_s"][kind] = float(np.max(flops * bw / nbytes))  # the least binding rate
+        if bw_binds:
+            if abs(bw / bandwidth - 1) > 0.05:
+                out["kind_bytes_per_s"][kind] = bw
+        elif np.any(nbytes / bandwidth > flops / rate):
+            out["kind_bytes_per_s"][kind] = float(np.max(nbytes * rate / np.maximum(flops, 1e-300)))
+    return out

@@ -1,0 +1,112 @@
+"""Per-kind measurements of ``iopopt profile``: operators timed in context, and a few standalone figures.
+
+:func:`measure_samples` times every operator of the calibration networks
+(:mod:`.calibration`) as the executors run a one-device plan and returns one
+sample per operator: kind, FLOPs and bytes as the cost terms count them, and
+the median seconds. :func:`fit_roofline` turns them into a device.
+:func:`standalone` measures what the calibration networks do not hold: linear
+layers at batch 1 and larger, a grouped conv, a copy larger than the caches
+(the DRAM bandwidth) and the per-operator overhead of tiny operators.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ...compile.terms import terms
+from ...frontend.capture import trace
+from ...model.cluster import Cluster, Device
+from ...model.network import SwitchedNetwork
+from ...model.problem import Problem
+from ..opfit.measure import CLOCKS, time_ops
+from .bench import op_overhead
+from .calibration import calibration_nets
+
+__all__ = ["measure_samples", "standalone", "LINEAR_BATCHES"]
+
+#: Batch sizes of the standalone linear layers (batch 1 is memory-bound, larger batches are not).
+LINEAR_BATCHES = (1, 8, 32)
+_LINEARS = ((4096, 4096), (1024, 1000))
+
+
+def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu",
+                    step: Callable[[str], None] | None = None) -> list[dict]:
+    """One sample per operator of every calibration network (see the module docstring)."""
+    samples = []
+    probe = Device("probe", 1e9)
+    for name, module, shape in calibration_nets():
+        graph = trace(module, shape, name=name)
+        times = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock)
+        t = terms(Problem(graph, Cluster((probe,)), SwitchedNetwork(1e9)))
+        for op in graph:
+            if op.name not in times.per_op:
+                continue
+            term = t.node(op.name, "host")
+            samples.append({"net": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
+                            "bytes": term.moved_bytes[0], "time_s": times.per_op[op.name],
+                            "out_shape": list(op.out_shape)})
+        if step is not None:
+            step(name)
+    return samples
+
+
+def _median(fn, repeats: int, clock: str, warmup: int = 2) -> float:
+    now = CLOCKS[clock]
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = now()
+        fn()
+        out.append(now() - t0)
+    return statistics.median(out)
+
+
+def _large_copy(repeats: int, clock: str) -> dict:
+    """A 256 MB copy, far beyond the caches: bytes read + written per second (the DRAM bandwidth)."""
+    src = torch.randn(64 << 20, generator=torch.Generator().manual_seed(6))
+    dst = torch.empty_like(src)
+    t = _median(lambda: dst.copy_(src), repeats, clock, warmup=1)
+    nbytes = 2 * src.numel() * 4
+    return {"bytes": nbytes, "time_s": t, "bytes_per_s": nbytes / t}
+
+
+def standalone(repeats: int = 7, clock: str = "cpu", step: Callable[[str], None] | None = None) -> dict:
+    """Linear layers per batch size, a grouped conv, a large copy and tiny-operator overhead (see the docstring)."""
+    gen = torch.Generator().manual_seed(5)
+    out: dict = {"linear": [], "gconv": [], "copy": {}, "overhead": {}}
+    with torch.inference_mode():
+        for fin, fout in _LINEARS:
+            w, b = torch.randn(fout, fin, generator=gen), torch.randn(fout, generator=gen)
+            for batch in LINEAR_BATCHES:
+                x = torch.randn(batch, fin, generator=gen)
+                t = _median(lambda x=x, w=w, b=b: F.linear(x, w, b), repeats, clock)
+                flops = 2 * batch * fin * fout
+                nbytes = 4 * (batch * fin + batch * fout + fout * fin + fout)
+                out["linear"].append({"op": f"linear {fin}->{fout} batch {batch}", "batch": batch, "flops": flops,
+                                      "bytes": nbytes, "time_s": t, "flops_per_s": flops / t})
+        if step is not None:
+            step("linear batches")
+        for groups in (4, 32):
+            x = torch.randn(1, 128, 28, 28, generator=gen)
+            w = torch.randn(128, 128 // groups, 3, 3, generator=gen)
+            t = _median(lambda x=x, w=w, g=groups: F.conv2d(x, w, None, 1, 1, 1, g), repeats, clock)
+            flops = 2 * 128 * 28 * 28 * (128 // groups) * 9
+            out["gconv"].append({"op": f"conv 128->128 3x3 groups {groups} @28", "flops": flops, "time_s": t,
+                                 "flops_per_s": flops / t})
+        if step is not None:
+            step("grouped convs")
+        out["copy"] = _large_copy(max(3, repeats // 2), clock)
+        if step is not None:
+            step("large copy")
+    t0 = time.perf_counter()
+    out["overhead"] = op_overhead()
+    out["overhead"]["seconds"] = time.perf_counter() - t0
+    if step is not None:
+        step("tiny-op overhead")
+    return out

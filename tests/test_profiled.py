@@ -1,0 +1,198 @@
+"""``iopopt profile`` presets used at once: the roofline fit, the profile directory, ``cluster=profiled``.
+
+Oracles: samples generated from a known roofline (the fit must give it back),
+a profile directory written by hand, and the CLI's exit status and message.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from iopopt.app import configs
+from iopopt.solvers import CONF_DIR
+from iopopt.studies.profile.fit import fit_roofline
+from iopopt.studies.profile.presets import (
+    cluster_yaml,
+    device_figures,
+    list_profiles,
+    load_presets,
+    mark_latest,
+    resolve_profile,
+    write_presets,
+)
+
+PYTHON = sys.executable
+
+
+# -- the fit gives back the roofline that made the samples -----------------------------------------
+
+TRUE = {"conv": (1.5e11, 4e9), "act": (5e9, None), "maxpool": (4e8, None), "linear": (None, 2e10),
+        "bn": (None, 3e10), "(copy)": (None, 3e10)}
+OVERHEAD = 5e-6
+
+
+def _truth(kind, flops, nbytes):
+    rate, bw = TRUE["(copy)" if kind in ("cat", "flatten", "dropout") else kind]
+    t = 0.0
+    if rate:
+        t = flops / rate
+    if bw:
+        t = max(t, nbytes / bw)
+    return t + OVERHEAD
+
+
+def test_fit_recovers_a_known_roofline():
+    rng = np.random.default_rng(0)
+    samples = []
+    for kind, n in (("conv", 30), ("act", 20), ("maxpool", 8), ("linear", 6), ("bn", 12), ("cat", 4), ("flatten", 3)):
+        for _ in range(n):
+            nbytes = float(10 ** rng.uniform(4.5, 7.5))
+            # a kind whose FLOPs per byte never vary cannot tell its rate from its bandwidth: vary them
+            intensity = {"conv": 10 ** rng.uniform(0.3, 2.5), "act": 0.125, "maxpool": rng.uniform(0.3, 2.5),
+                         "linear": rng.uniform(0.4, 0.6), "bn": 0.125}.get(kind, 0.0)
+            flops = nbytes * intensity
+            samples.append({"kind": kind, "flops": flops, "bytes": nbytes, "time_s": _truth(kind, flops, nbytes)})
+    fit = fit_roofline(samples)
+    assert fit["op_overhead_s"] == pytest.approx(OVERHEAD, rel=0.1)
+    assert fit["flops_per_s"] == pytest.approx(1.5e11, rel=0.1)
+    assert fit["kind_bytes_per_s"]["conv"] == pytest.approx(4e9, rel=0.1)
+    assert fit["kind_flops_per_s"]["maxpool"] == pytest.approx(4e8, rel=0.1)
+    assert fit["memory_bandwidth_bytes_per_s"] == pytest.approx(3e10, rel=0.1)
+    # whatever figures it keeps, the device it describes times every sample as the truth does
+    from iopopt import Device
+
+    dev = Device("fit", **{k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
+                                               "kind_bytes_per_s", "op_overhead_s")})
+    errors = [abs(dev.compute_s(s["kind"], s["flops"], s["bytes"]) / s["time_s"] - 1) for s in samples]
+    assert max(errors) < 0.12 and float(np.median(errors)) < 0.05
+
+
+# -- a profile directory -----------------------------------------------------------------------------
+
+
+def fake_profile(devices=1, with_network=True):
+    prof = {
+        "machine": {"cpu_count": 2, "torch": "2.x", "threads_per_rank": 1, "cpu_model": "Test CPU", "hostname": "h"},
+        "ranks": 2, "devices": devices, "stamp": "2030-01-01_00-00-00", "clock": "cpu", "samples": [{}] * 3,
+        "device": {"flops_per_s": 1e11, "kind_flops_per_s": {"maxpool": 4e8}, "memory_bandwidth_bytes_per_s": 3e10,
+                   "kind_bytes_per_s": {"conv": 4e9}, "op_overhead_s": 5e-6},
+        "conv_flops_per_s": 1e11, "concurrent_flops_per_s": {"2": 5e10}, "op_overhead_s": 5e-6,
+    }
+    if with_network:
+        prof.update({"exchange_loaded_s": {"2": 1e-3}, "exchange_idle_s": {"2": 2e-4}, "pingpong_latency_s": 6e-5,
+                     "network_fit": [{"bytes": 4, "one_way_s": 6e-5}], "bandwidth_bytes_per_s": 2e9})
+    return prof
+
+
+def test_presets_round_trip_and_scale_for_ranks_sharing_cores(tmp_path):
+    write_presets(fake_profile(), tmp_path / "p")
+    cluster, network = load_presets(tmp_path / "p")
+    (dev,) = cluster.devices
+    assert dev.flops_per_s == pytest.approx(1e11, rel=1e-3) and dev.rate("maxpool") == pytest.approx(4e8, rel=1e-3)
+    assert dev.bandwidth("conv") == pytest.approx(4e9, rel=1e-3) and dev.bandwidth("act") == pytest.approx(3e10, rel=1e-3)
+    assert dev.op_overhead_s == pytest.approx(5e-6, rel=1e-3)
+    assert network.latency_s == pytest.approx(1e-3) and network.bandwidth_bytes_per_s == pytest.approx(2e9)
+    # two ranks on this machine measured half the solo conv throughput: every figure halves, the overhead doubles
+    fig = device_figures(fake_profile(), 2)
+    assert fig["flops_per_s"] == pytest.approx(5e10) and fig["kind_flops_per_s"]["maxpool"] == pytest.approx(2e8)
+    assert fig["op_overhead_s"] == pytest.approx(1e-5)
+    text = cluster_yaml(fake_profile(), k=2)
+    assert "Test CPU" in text and "2030-01-01" in text and text.count("- name: r") == 2
+
+
+def test_latest_and_explicit_profiles(tmp_path):
+    root = tmp_path / "outputs" / "profile"
+    with pytest.raises(FileNotFoundError, match="'latest': no profile under .*run `iopopt profile`"):
+        resolve_profile("latest", root)
+    old, new = root / "2030-01-01_00-00-00", root / "2030-02-01_00-00-00"
+    for d in (old, new):
+        write_presets(fake_profile(), d)
+    assert resolve_profile("latest", root) == new  # no link yet: the newest stamp
+    link = mark_latest(old, root)
+    assert link is not None and resolve_profile("latest", root) == old.resolve()
+    assert resolve_profile(new / "cluster.yaml", root) == new
+    assert list_profiles(root) == [old, new]
+    with pytest.raises(FileNotFoundError, match="'/nonexistent/prof' does not exist; valid: 'latest' or a directory"):
+        resolve_profile("/nonexistent/prof", root)
+
+
+# -- cluster=profiled network=profiled in the app ----------------------------------------------------
+
+
+def compose_cfg(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_profiled_cluster_and_network_read_the_newest_profile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_presets(fake_profile(), Path("outputs/profile/2030-01-01_00-00-00"))
+    write_presets(dict(fake_profile(), device=dict(fake_profile()["device"], flops_per_s=2e11)),
+                  Path("outputs/profile/2030-02-01_00-00-00"))
+    cfg = compose_cfg("cluster=profiled", "network=profiled")
+    cluster = configs.build_cluster(cfg.cluster)
+    assert cluster.k == 1 and cluster.devices[0].flops_per_s == pytest.approx(2e11, rel=1e-3)
+    assert configs.build_network(cfg.network).latency_s == pytest.approx(1e-3)
+    older = compose_cfg("cluster=profiled", "cluster.profile=outputs/profile/2030-01-01_00-00-00", "cluster.count=3")
+    cluster = configs.build_cluster(older.cluster)
+    assert cluster.k == 3 and cluster.devices[2].flops_per_s == pytest.approx(1e11, rel=1e-3)
+    assert len({d.name for d in cluster.devices}) == 3
+
+
+def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    return subprocess.run([PYTHON, "-m", "iopopt", *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=env)
+
+
+def assert_one_line(proc, needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "Traceback" not in proc.stderr
+
+
+BAD = {
+    "missing-profile": (["cluster=profiled", "cluster.profile=/no/such/profile"],
+                        ["cluster.profile", "'/no/such/profile' does not exist", "valid: 'latest'"]),
+    "no-profile-yet": (["cluster=profiled"], ["cluster.profile", "'latest'", "run `iopopt profile`"]),
+    "unknown-kind": (["+cluster.devices.0.kind_flops_per_s.pooling=1e8"],
+                     ["cluster.devices[0].kind_flops_per_s.pooling", "valid kinds:", "maxpool", "avgpool"]),
+    "zero-rate": (["+cluster.devices.0.kind_flops_per_s.linear=0"],
+                  ["cluster.devices[0].kind_flops_per_s.linear must be a number > 0, got 0"]),
+    "negative-bandwidth": (["+cluster.devices.0.memory_bandwidth_bytes_per_s=-1e9"],
+                           ["cluster.devices[0].memory_bandwidth_bytes_per_s must be a number > 0", "-1000000000.0"]),
+    "negative-kind-bandwidth": (["+cluster.devices.0.kind_bytes_per_s.conv=-4e9"],
+                                ["cluster.devices[0].kind_bytes_per_s.conv must be a number > 0"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_roofline_input_exits_2_with_one_line(tmp_path, case):
+    overrides, needles = BAD[case]
+    assert_one_line(cli(tmp_path, "model=tiny_chain", "solver=single", *overrides), needles)
+
+
+def test_board_presets_cite_their_sources():
+    for name in ("rpi4_x4", "rpi5_x4", "jetson_nano_cpu_x4", "esp32s3_x4", "laptop_x2"):
+        path = CONF_DIR / "cluster" / f"{name}.yaml"
+        text = path.read_text()
+        tree = yaml.safe_load(text)
+        for d in tree["devices"]:
+            assert d.get("memory_bandwidth_bytes_per_s") and d.get("kind_flops_per_s"), (name, d)
+        assert "source" in text.lower() and "estimate" in text.lower(), name
+        cluster = configs.build_cluster(compose_cfg(f"cluster={name}").cluster)
+        assert all(dev.is_roofline and math.isfinite(dev.flops_per_s) for dev in cluster.devices)
