@@ -21,7 +21,7 @@ from ...model.cluster import Cluster, Device
 from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
 from ...solvers.registry import make_solver
-from ..profile.presets import preset_flops, preset_latency
+from ..profile.presets import device_figures, preset_latency
 
 __all__ = ["FidelityPoint", "run_fidelity", "predict_contention", "predict_extended", "summarize", "MODELS", "SOLVERS"]
 
@@ -166,13 +166,13 @@ def run_fidelity(
         graph = trace(module, shape, name=name)
         log(f"[fidelity] {name} {shape}: {graph.total_flops / 1e9:.3f} GFLOPs, {len(graph)} nodes")
         for k in ranks:
-            f = preset_flops(prof, k)
             latency_s = preset_latency(prof, k)
             network = SwitchedNetwork(prof["bandwidth_bytes_per_s"], latency_s, name=f"profiled_loopback_x{k}")
             pingpong_net = SwitchedNetwork(prof["bandwidth_bytes_per_s"], prof["pingpong_latency_s"], name="pingpong")
-            cluster = Cluster(
-                tuple(Device(f"r{d}", f, op_overhead_s=prof["op_overhead_s"]) for d in range(k)), name=f"profiled_x{k}"
-            )
+            # the profile's roofline device (per-kind rates and bandwidths) when it has one, else one FLOP/s figure;
+            # either scaled to the per-rank throughput measured with k ranks at once
+            fig = device_figures(prof, k)
+            cluster = Cluster(tuple(Device(f"r{d}", **fig) for d in range(k)), name=f"profiled_x{k}")
             problem = Problem(graph, cluster, network, name=f"{name}-x{k}")
             pp_problem = Problem(graph, cluster, pingpong_net, name=f"{name}-x{k}-pingpong")
             rows = []
