@@ -27,9 +27,9 @@ identical devices, default one: this machine) and ``network.yaml`` into
 ``--out`` (default ``outputs/profile/<stamp>/``, then ``outputs/profile/latest``
 points at it), with the machine, the load and the date in their headers.
 ``iopopt cluster=profiled network=profiled ...`` uses the newest profile;
-``cluster.profile=DIR`` an older one. Takes about a minute.
+``cluster.profile=DIR`` an older one. Takes one to two minutes.
 
-Entry points: ``iopopt profile [--out DIR] [--devices N] [--ranks K] [--repeats N] [--clock cpu|wall]``
+Entry points: ``iopopt profile [--out DIR] [--devices N] [--ranks K] [--repeats N] [--rounds R] [--clock cpu|wall]``
 and ``python -m iopopt.studies.profile`` (library: :func:`run_profile`).
 """
 
@@ -118,6 +118,7 @@ def run_profile(
     devices: int = 1,
     clock: str = "cpu",
     network: bool = True,
+    rounds: int = 3,
     step: Callable[[str], None] | None = None,
 ) -> dict:
     """Every measurement as a dict (see the module docstring); ``step(label)`` is called after each stage."""
@@ -125,7 +126,8 @@ def run_profile(
     step = step or (lambda label: None)
     t0 = time.perf_counter()
     load_before = _load()
-    samples = measure_samples(repeats=repeats, clock=clock, step=lambda net: step(f"calibration net {net}"))
+    samples = measure_samples(repeats=repeats, clock=clock, rounds=rounds,
+                              step=lambda net: step(f"calibration net {net}"))
     fit = fit_roofline(samples)
     extra = standalone(clock=clock, step=step)
     convs = bench_convs(5)
@@ -140,6 +142,8 @@ def run_profile(
             "platform": sys.platform,
         },
         "clock": clock,
+        "repeats": repeats,
+        "rounds": rounds,
         "ranks": ranks,
         "devices": devices,
         "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
@@ -209,14 +213,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--devices", type=int, default=1,
                     help="devices in the cluster preset (default 1: this machine; more: ranks sharing its cores)")
     ap.add_argument("--ranks", type=int, default=2, help="ranks of the network measurement (and concurrent ranks)")
-    ap.add_argument("--repeats", type=int, default=15, help="timed passes per calibration network (median)")
+    ap.add_argument("--repeats", type=int, default=15, help="timed passes per calibration network and round (median)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over the calibration networks (median of rounds)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="operator times: this thread's CPU time (default; robust on a shared machine) or wall time")
     ap.add_argument("--no-network", action="store_true", help="skip the gloo measurements (no network.yaml)")
     a = ap.parse_args(argv)
     for flag, value in (("--devices", a.devices), ("--ranks", a.ranks), ("--repeats", a.repeats),
-                        ("--threads", a.threads)):
+                        ("--rounds", a.rounds), ("--threads", a.threads)):
         if value < 1:
             ap.error(f"{flag} must be >= 1, got {value}")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -228,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.update()
 
         prof = run_profile(ranks=max(a.ranks, a.devices), repeats=a.repeats, threads=a.threads, devices=a.devices,
-                           clock=a.clock, network=not a.no_network, step=step)
+                           clock=a.clock, network=not a.no_network, rounds=a.rounds, step=step)
     prof["stamp"] = stamp
     prof["command"] = "iopopt profile " + " ".join(argv if argv is not None else sys.argv[2:])
     c, n = write_presets(prof, out)

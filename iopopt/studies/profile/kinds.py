@@ -34,24 +34,33 @@ LINEAR_BATCHES = (1, 8, 32)
 _LINEARS = ((4096, 4096), (1024, 1000))
 
 
-def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu",
+def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", rounds: int = 3,
                     step: Callable[[str], None] | None = None) -> list[dict]:
-    """One sample per operator of every calibration network (see the module docstring)."""
+    """One sample per operator of every calibration network (see the module docstring).
+
+    The networks are timed ``rounds`` times in turn (``repeats`` passes each) and an operator's time is the
+    median of its per-round medians, so a burst of load on a shared machine spoils one round, not the fit.
+    """
+    nets = [(name, module, trace(module, shape, name=name)) for name, module, shape in calibration_nets()]
+    per_round: dict[tuple[str, str], list[float]] = {}
+    for r in range(rounds):
+        for name, module, graph in nets:
+            times = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock)
+            for node, t in times.per_op.items():
+                per_round.setdefault((name, node), []).append(t)
+            if step is not None and r == rounds - 1:
+                step(name)
     samples = []
     probe = Device("probe", 1e9)
-    for name, module, shape in calibration_nets():
-        graph = trace(module, shape, name=name)
-        times = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock)
+    for name, _, graph in nets:
         t = terms(Problem(graph, Cluster((probe,)), SwitchedNetwork(1e9)))
         for op in graph:
-            if op.name not in times.per_op:
+            if (name, op.name) not in per_round:
                 continue
             term = t.node(op.name, "host")
             samples.append({"net": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
-                            "bytes": term.moved_bytes[0], "time_s": times.per_op[op.name],
+                            "bytes": term.moved_bytes[0], "time_s": statistics.median(per_round[(name, op.name)]),
                             "out_shape": list(op.out_shape)})
-        if step is not None:
-            step(name)
     return samples
 
 
