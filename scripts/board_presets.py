@@ -146,8 +146,8 @@ def _wrap(text: str, width: int = 116) -> list[str]:
 def cluster_text(name: str, ref: dict) -> str:
     members, what = CLUSTERS[name]
     lines = [f"# {what}; device 0 holds the input and receives the output.",
-             "# Roofline devices (DESIGN §2); every number's source below. Estimates are ASSUMPTIONS, not measurements,",
-             "# and are labelled as such. Measure your own boards with `iopopt profile`.",
+             "# Roofline devices (DESIGN §2); every number's source below. Estimates are ASSUMPTIONS, not",
+             "# measurements, and are labelled as such. Measure your own boards with `iopopt profile`.",
              "# Written by scripts/board_presets.py."]
     for board in dict.fromkeys(b for b, _ in members):
         for note in board_figures(board, ref)[1]:

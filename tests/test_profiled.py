@@ -170,13 +170,13 @@ BAD = {
     "missing-profile": (["cluster=profiled", "cluster.profile=/no/such/profile"],
                         ["cluster.profile", "'/no/such/profile' does not exist", "valid: 'latest'"]),
     "no-profile-yet": (["cluster=profiled"], ["cluster.profile", "'latest'", "run `iopopt profile`"]),
-    "unknown-kind": (["+cluster.devices.0.kind_flops_per_s.pooling=1e8"],
+    "unknown-kind": (["++cluster.devices.0.kind_flops_per_s.pooling=1e8"],
                      ["cluster.devices[0].kind_flops_per_s.pooling", "valid kinds:", "maxpool", "avgpool"]),
-    "zero-rate": (["+cluster.devices.0.kind_flops_per_s.linear=0"],
+    "zero-rate": (["++cluster.devices.0.kind_flops_per_s.linear=0"],
                   ["cluster.devices[0].kind_flops_per_s.linear must be a number > 0, got 0"]),
-    "negative-bandwidth": (["+cluster.devices.0.memory_bandwidth_bytes_per_s=-1e9"],
+    "negative-bandwidth": (["++cluster.devices.0.memory_bandwidth_bytes_per_s=-1e9"],
                            ["cluster.devices[0].memory_bandwidth_bytes_per_s must be a number > 0", "-1000000000.0"]),
-    "negative-kind-bandwidth": (["+cluster.devices.0.kind_bytes_per_s.conv=-4e9"],
+    "negative-kind-bandwidth": (["++cluster.devices.0.kind_bytes_per_s.conv=-4e9"],
                                 ["cluster.devices[0].kind_bytes_per_s.conv must be a number > 0"]),
 }
 

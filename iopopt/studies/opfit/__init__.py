@@ -60,7 +60,7 @@ def run_opfit(models: Sequence[str], device, repeats: int = 15, warmup: int = 3,
         graph = trace(module, shape, name=name)
         measured = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock,
                             progress=(lambda i, n, name=name: progress(name, i, n)) if progress else None)
-        forward[name] = forward_time(module, shape, repeats=repeats, warmup=warmup)
+        forward[name] = forward_time(module, shape, repeats=repeats, warmup=warmup, clock=clock)
         predicted = predict_ops(graph, device)
         t = terms(Problem(graph, Cluster((device,)), SwitchedNetwork(1e9)))
         for op in graph:

@@ -72,7 +72,7 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
         f"(`iopopt.exec.kernels.compute`, tensors freed after their last consumer), one torch thread, float32, "
         f"{meta['warmup']} warm-up + {meta['repeats']} timed passes, {meta['clock']} clock; per operator the "
         f"median over passes, the total the median of the per-pass sums. `torch forward` is the unsplit "
-        f"module's own forward (median), for reference. Predicted: the cost model's compute time of each "
+        f"module's own forward (median, same clock), for reference. Predicted: the cost model's compute time of each "
         f"operator in the one-device `host` plan (`iopopt.cost.evaluate`).",
         "",
         f"Acceptance: total within ±{TOTAL_TOL:.0%}, every kind with ≥ {KIND_MIN_S * 1e3:.0f} ms measured within "

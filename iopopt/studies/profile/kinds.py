@@ -59,8 +59,8 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
                 continue
             term = t.node(op.name, "host")
             samples.append({"net": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
-                            "bytes": term.moved_bytes[0], "time_s": statistics.median(per_round[(name, op.name)]),
-                            "out_shape": list(op.out_shape)})
+                            "bytes": term.moved_bytes[0], "weight_bytes": term.weight_bytes[0],
+                            "time_s": statistics.median(per_round[(name, op.name)]), "out_shape": list(op.out_shape)})
     return samples
 
 
