@@ -105,7 +105,15 @@ def main(argv=None) -> int:
                      f"{q[0] * 1e3:.2f}–{q[2] * 1e3:.2f} |")
     faster = min(med, key=med.get)
     lines += ["", f"Measured faster: **the plan chosen under {faster}** "
-              f"({abs(med['roofline'] / med['flops only'] - 1):.1%} apart).", ""]
+              f"({abs(med['roofline'] / med['flops only'] - 1):.1%} apart).", "",
+              f"Per launch (median of its {a.repeats} inferences, ms; the two plans of a launch run back to back, "
+              "order alternating):", "", "| launch | roofline plan | flops-only plan |", "|---|---|---|"]
+    wins = 0
+    for r in range(a.rounds):
+        pair = [statistics.median(measured[n][r * a.repeats:(r + 1) * a.repeats]) for n in ("roofline", "flops only")]
+        wins += pair[0] < pair[1]
+        lines.append(f"| {r + 1} | {pair[0] * 1e3:.1f} | {pair[1] * 1e3:.1f} |")
+    lines += ["", f"The roofline plan was faster in {wins} of {a.rounds} launches.", ""]
     (out / "plan_change.md").write_text("\n".join(lines))
     (out / "plan_change.json").write_text(json.dumps({
         "model": a.model, "k": a.k, "profile": str(where), "diff": diff, "loads": loads,

@@ -40,9 +40,15 @@ def _bound(device, kind: str, flops: float, nbytes: float) -> str:
     return "flops" if flops else "overhead"
 
 
-def run_opfit(models: Sequence[str], device, repeats: int = 15, warmup: int = 3, clock: str = "cpu",
-              progress=None) -> tuple[list[dict], dict[str, float]]:
-    """Per-operator rows (measured and predicted) for zoo ``models`` on ``device``, and each model's torch forward."""
+def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3, clock: str = "cpu",
+              rounds: int = 3, progress=None) -> tuple[list[dict], dict[str, float]]:
+    """Per-operator rows (measured and predicted) for zoo ``models`` on ``device``, and each model's torch forward.
+
+    The models are timed ``rounds`` times in turn (``repeats`` passes each); an operator's measured time is
+    the median of its per-round medians, so a burst of load on a shared machine spoils one round, not a model.
+    """
+    import statistics
+
     import torch
 
     from ...compile.terms import terms
@@ -53,25 +59,33 @@ def run_opfit(models: Sequence[str], device, repeats: int = 15, warmup: int = 3,
     from ...model.problem import Problem
 
     torch.set_num_threads(1)
-    rows: list[dict] = []
-    forward: dict[str, float] = {}
+    built = []
     for name in models:
         module, shape = zoo.build(name)
-        graph = trace(module, shape, name=name)
-        measured = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock,
-                            progress=(lambda i, n, name=name: progress(name, i, n)) if progress else None)
-        forward[name] = forward_time(module, shape, repeats=repeats, warmup=warmup, clock=clock)
+        built.append((name, module, shape, trace(module, shape, name=name)))
+    per_round: dict[tuple[str, str], list[float]] = {}
+    forwards: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, module, shape, graph in built:
+            measured = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock,
+                                progress=(lambda i, n, name=name: progress(name, i, n)) if progress else None)
+            for node, t in measured.per_op.items():
+                per_round.setdefault((name, node), []).append(t)
+            forwards[name].append(forward_time(module, shape, repeats=repeats, warmup=warmup, clock=clock))
+    rows: list[dict] = []
+    for name, _, _, graph in built:
         predicted = predict_ops(graph, device)
         t = terms(Problem(graph, Cluster((device,)), SwitchedNetwork(1e9)))
         for op in graph:
-            if op.name not in measured.per_op:
+            if (name, op.name) not in per_round:
                 continue
             term = t.node(op.name, "host")
             rows.append({"model": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
                          "bytes": term.moved_bytes[0], "bound": _bound(device, str(op.kind), term.flops[0],
                                                                       term.moved_bytes[0]),
-                         "measured_s": measured.per_op[op.name], "predicted_s": predicted[op.name]})
-    return rows, forward
+                         "measured_s": statistics.median(per_round[(name, op.name)]),
+                         "predicted_s": predicted[op.name]})
+    return rows, {name: statistics.median(v) for name, v in forwards.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="zoo model names")
     ap.add_argument("--profile", default="latest", help="an `iopopt profile` directory, or latest (the newest)")
     ap.add_argument("--out", default=None, help="output directory (default outputs/opfit/<stamp>)")
-    ap.add_argument("--repeats", type=int, default=15, help="timed passes per model (median)")
+    ap.add_argument("--repeats", type=int, default=11, help="timed passes per model and round (median)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds over the models (median of per-round medians)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed passes first")
     ap.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
                     help="this thread's CPU time (default; robust on a shared machine) or wall time")
@@ -104,12 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     load_before = round(os.getloadavg()[0], 2)
-    with tqdm(total=len(a.models) * (a.repeats + a.warmup), desc="iopopt opfit", unit="pass", file=sys.stderr) as bar:
+    if min(a.repeats, a.rounds) < 1 or a.warmup < 0:
+        print("iopopt opfit: --repeats and --rounds must be >= 1, --warmup >= 0", file=sys.stderr)
+        return 2
+    total = a.rounds * len(a.models) * (a.repeats + a.warmup)
+    with tqdm(total=total, desc="iopopt opfit", unit="pass", file=sys.stderr) as bar:
         def progress(name, i, n):
             bar.set_postfix_str(name)
             bar.update()
 
-        rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, progress)
+        rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, a.rounds, progress)
     summary = summarize(rows)
     prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
     machine = prof.get("machine") or {}
@@ -120,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
         "command": "iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:]),
         "profile": str(where), "device": _describe(device),
-        "repeats": a.repeats, "warmup": a.warmup, "clock": a.clock, "forward_s": forward,
+        "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "clock": a.clock, "forward_s": forward,
     }
     write_csv(rows, out / "opfit.csv")
     with open(out / "kinds.csv", "w", newline="") as fh:

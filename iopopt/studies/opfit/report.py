@@ -70,8 +70,9 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
         "",
         f"Measured: every operator run whole on one device as the executors run a one-device plan "
         f"(`iopopt.exec.kernels.compute`, tensors freed after their last consumer), one torch thread, float32, "
-        f"{meta['warmup']} warm-up + {meta['repeats']} timed passes, {meta['clock']} clock; per operator the "
-        f"median over passes, the total the median of the per-pass sums. `torch forward` is the unsplit "
+        f"{meta.get('rounds', 1)} rounds over the models of {meta['warmup']} warm-up + {meta['repeats']} timed "
+        f"passes, {meta['clock']} clock; per operator the median of its per-round medians over passes, the "
+        f"total their sum. `torch forward` is the unsplit "
         f"module's own forward (median, same clock), for reference. Predicted: the cost model's compute time of each "
         f"operator in the one-device `host` plan (`iopopt.cost.evaluate`).",
         "",
