@@ -197,3 +197,40 @@ def test_board_presets_cite_their_sources():
         assert "source" in text.lower() and "estimate" in text.lower(), name
         cluster = configs.build_cluster(compose_cfg(f"cluster={name}").cluster)
         assert all(dev.is_roofline and math.isfinite(dev.flops_per_s) for dev in cluster.devices)
+
+
+# -- the per-operator prediction study ---------------------------------------------------------------
+
+
+def test_opfit_summary_by_hand():
+    from iopopt.studies.opfit.report import summarize
+
+    rows = [
+        {"model": "m", "kind": "conv", "measured_s": 2e-3, "predicted_s": 2.2e-3},   # +10%
+        {"model": "m", "kind": "conv", "measured_s": 1e-3, "predicted_s": 0.5e-3},   # -50%
+        {"model": "m", "kind": "act", "measured_s": 1e-4, "predicted_s": 1.3e-4},    # +30%, kind under 1 ms
+    ]
+    s = summarize(rows)["m"]
+    assert s["measured_s"] == pytest.approx(3.1e-3) and s["predicted_s"] == pytest.approx(2.83e-3)
+    assert s["error"] == pytest.approx(2.83 / 3.1 - 1)
+    assert s["op_median_abs_error"] == pytest.approx(0.3)  # median of 0.1, 0.5, 0.3
+    assert s["kinds"]["conv"]["error"] == pytest.approx(2.7 / 3.0 - 1) and s["kinds"]["conv"]["checked"]
+    assert not s["kinds"]["act"]["checked"]
+    assert s["total_ok"] and s["kinds_ok"] and not s["ops_ok"]
+
+
+def test_time_ops_and_the_prediction_on_a_tiny_model():
+    import iopopt
+    from iopopt import Device
+    from iopopt.studies.opfit.measure import predict_ops, time_ops
+
+    module, shape = iopopt.zoo.build("tiny_chain")
+    graph = iopopt.trace(module, shape)
+    measured = time_ops(graph, module, repeats=3, warmup=1, clock="cpu")
+    ops = [op for op in graph if op.kind not in ("input", "output")]
+    assert set(measured.per_op) == {op.name for op in ops} and len(measured.passes_s) == 3
+    assert all(t >= 0 for t in measured.per_op.values())
+    dev = Device("d", 2e9, op_overhead_s=3e-6)
+    predicted = predict_ops(graph, dev)
+    for op in ops:  # one device, only a FLOP/s figure: FLOPs / rate + overhead
+        assert predicted[op.name] == pytest.approx(op.flops / 2e9 + 3e-6, rel=1e-12)
