@@ -58,6 +58,8 @@ RESULT_KEYS = (
 #: ``solver_extra`` (the solver's extra dict), ``error_type``, ``job`` (Hydra
 #: job number or null), ``overrides`` (the job's command-line overrides),
 #: ``torch_threads`` (torch's intra-op threads the job ran with),
+#: ``choices`` (the job's config group options: model, cluster, network, solver),
+#: ``device_memory_bytes`` (each device's memory capacity, null when unlimited),
 #: ``per_op`` (per-operator timeline, see :func:`per_op_timeline`, or null),
 #: ``job_time_s`` (wall time of the whole job: building/tracing the model,
 #: solving, costing and verifying; null in per-instance study records).
@@ -79,6 +81,8 @@ EXTRA_KEYS = (
     "job",
     "overrides",
     "torch_threads",
+    "choices",
+    "device_memory_bytes",
     "per_op",
     "job_time_s",
 )
@@ -90,7 +94,8 @@ def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any
     """A record with every key None except the ``names`` (and the ``problem``'s figures, when given)."""
     rec: dict[str, Any] = {key: None for key in RESULT_KEYS}
     rec.update({key: None for key in EXTRA_KEYS})
-    for key in ("model", "cluster", "network", "solver", "instance", "study", "job", "overrides", "torch_threads"):
+    for key in ("model", "cluster", "network", "solver", "instance", "study", "job", "overrides", "torch_threads",
+                "choices"):
         rec[key] = names.get(key)
     if problem is not None:
         net = problem.network
@@ -104,6 +109,7 @@ def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any
             n_nodes=len(problem.graph),
             total_flops=problem.graph.total_flops,
             input_shape=list(problem.graph[problem.graph.input_name].out_shape),
+            device_memory_bytes=[d.memory_bytes for d in problem.cluster.devices],  # inf: null (unlimited)
         )
     if extras:
         rec.update(extras)
@@ -111,12 +117,15 @@ def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any
 
 
 def per_op_timeline(program) -> list[dict]:
-    """Per-operator breakdown with per-device compute seconds, for timeline plots.
+    """Per-operator breakdown with per-device compute seconds, for timelines, plan diagrams and ``iopopt show``.
 
-    Each entry: ``node``, ``strategy``, ``comm_s`` (the step's input
-    reshardings), ``compute_s`` (the slowest device), ``bytes_sent``,
-    ``messages``, ``device_compute_s`` (seconds per device, 0 when idle) and
-    ``comm_devices`` (indices of the devices that send or receive).
+    Each entry: ``node``, ``kind`` (op kind), ``strategy``, ``comm_s`` (the
+    step's input reshardings), ``compute_s`` (the slowest device),
+    ``bytes_sent``, ``messages``, ``device_compute_s`` (seconds per device, 0
+    when idle), ``comm_devices`` (indices of the devices that send or
+    receive) and ``inputs``: one entry per input edge, in input order, with
+    the producer (``src``) and that edge's ``messages``, ``bytes`` and
+    ``comm_s``.
     """
     out = []
     for step in program.steps:
@@ -125,6 +134,7 @@ def per_op_timeline(program) -> list[dict]:
         out.append(
             {
                 "node": step.op.name,
+                "kind": str(step.op.kind),
                 "strategy": step.strategy,
                 "comm_s": step.comm_s,
                 "compute_s": term.compute_s,
@@ -132,6 +142,10 @@ def per_op_timeline(program) -> list[dict]:
                 "messages": sum(r.n_messages for r in step.inputs),
                 "device_compute_s": list(term.device_compute_s),
                 "comm_devices": involved,
+                "inputs": [
+                    {"src": src, "messages": r.n_messages, "bytes": r.nbytes, "comm_s": r.time_s}
+                    for src, r in zip(step.op.inputs, step.inputs)
+                ],
             }
         )
     return out
