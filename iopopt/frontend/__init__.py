@@ -1,5 +1,5 @@
 """Front end: torch module → OpGraph (capture), the model zoo and seeded synthetic CNNs."""
 
-from .capture import UnsupportedOperator, trace
+from .capture import InputShapeError, UnsupportedOperator, trace
 
-__all__ = ["UnsupportedOperator", "trace"]
+__all__ = ["InputShapeError", "UnsupportedOperator", "trace"]

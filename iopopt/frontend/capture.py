@@ -7,6 +7,8 @@ operator outside the supported kinds raises :class:`UnsupportedOperator`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from pathlib import Path
@@ -19,11 +21,30 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from ..model.graph import CHANNELWISE_KINDS, WINDOWED_KINDS, OpGraph, OpNode
 
-__all__ = ["UnsupportedOperator", "trace"]
+__all__ = ["InputShapeError", "UnsupportedOperator", "expected_input", "trace"]
 
 
 class UnsupportedOperator(ValueError):
     """Raised when :func:`trace` meets an operator iopopt cannot partition."""
+
+
+class InputShapeError(ValueError):
+    """Raised when :func:`trace` runs a module on an input shape it cannot take (a one-line message).
+
+    Attributes: ``input_shape`` (the shape tried), ``reason`` (torch's own
+    message, first line), ``layer`` and ``expected``: the first conv or linear
+    layer's module path and the input shape it asks for (``(None, 3, None,
+    None)``: 3 channels, other dimensions free; ``(None, F)``: F features
+    after flattening), or None when that cannot be told.
+    """
+
+    def __init__(self, message: str, input_shape: tuple = (), reason: str = "", layer: str | None = None,
+                 expected: tuple | None = None):
+        super().__init__(message)
+        self.input_shape = tuple(input_shape)
+        self.reason = reason
+        self.layer = layer
+        self.expected = expected
 
 
 _ACTIVATIONS = {
@@ -232,6 +253,48 @@ def _precheck(node: torch.fx.Node, mods: dict) -> None:
         raise _unsupported(node, "method not supported")
 
 
+def expected_input(gm: torch.fx.GraphModule, mods: dict | None = None) -> tuple[str, tuple] | None:
+    """``(layer, shape)``: the first conv or linear layer of ``gm`` and the input shape it asks for.
+
+    ``shape`` has None for free dimensions: ``(None, C, None, None)`` for a
+    ``Conv2d`` with ``C`` input channels, ``(None, F)`` for a ``Linear`` with
+    ``F`` input features (C·H·W when a flatten comes first). None when the
+    graph has neither.
+    """
+    mods = dict(gm.named_modules()) if mods is None else mods
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        m = mods[node.target]
+        if isinstance(m, nn.Conv2d):
+            return str(node.target), (None, m.in_channels, None, None)
+        if isinstance(m, nn.Linear):
+            return str(node.target), (None, m.in_features)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The innermost cause's message, first line (fx wraps a failing node's error in a dump of the node)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _shape_error(module: nn.Module, gm, mods: dict, input_shape: tuple, exc: BaseException) -> InputShapeError:
+    reason = _first_line(exc)
+    found = expected_input(gm, mods)
+    layer, expected = found if found is not None else (None, None)
+    msg = f"{type(module).__name__} cannot run on an input of shape {list(input_shape)}"
+    if expected is not None and len(expected) == 4 and expected[1] == input_shape[1]:
+        msg += f"; the channel count fits its first conv ({layer}), so the height and width do not"
+    elif expected is not None and len(expected) == 4:
+        msg += f"; its first conv ({layer}) takes {expected[1]} input channels"
+    elif expected is not None:
+        msg += f"; its first linear layer ({layer}) takes {expected[1]} input features (C·H·W)"
+    return InputShapeError(f"{msg} ({reason})", input_shape, reason, layer, expected)
+
+
 def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") -> OpGraph:
     """Trace ``module`` on an input of ``input_shape`` into an :class:`OpGraph`.
 
@@ -249,6 +312,9 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
     UnsupportedOperator
         For any operator outside the supported kinds, naming node, target and
         source line.
+    InputShapeError
+        When the module cannot run on ``input_shape`` (one line, naming the
+        shape its first conv or linear layer expects where it can be told).
     """
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 4:
@@ -265,10 +331,11 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
     for node in gm.graph.nodes:  # reject unknown operators before running anything
         _precheck(node, mods)
     try:
-        with torch.no_grad():
+        # ShapeProp prints the whole traceback of a failing node itself; the error below says it in one line
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(torch.zeros(input_shape))
     except Exception as exc:
-        raise ValueError(f"{type(module).__name__} failed on an input of shape {input_shape}: {exc}") from exc
+        raise _shape_error(module, gm, mods, input_shape, exc) from exc
     nodes: list[OpNode] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":

@@ -29,6 +29,7 @@ from .weights import init_weights
 __all__ = [
     "build",
     "names",
+    "input_shape",
     "init_weights",
     "AlexNet",
     "VGG",
@@ -64,6 +65,17 @@ def names() -> list[str]:
         Sorted model names accepted by :func:`build`.
     """
     return sorted(_REGISTRY)
+
+
+def input_shape(name: str) -> tuple[int, ...]:
+    """The input shape a zoo model is built for, e.g. ``(1, 3, 224, 224)`` (without building it).
+
+    >>> input_shape("tiny_chain")
+    (1, 3, 32, 32)
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(names())}")
+    return _REGISTRY[name][1]
 
 
 def build(name: str, num_classes: int = 1000, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
