@@ -39,6 +39,7 @@ __all__ = [
     "compile_plan",
     "evaluate",
     "make_solver",
+    "show",
     "split_counts",
     "trace",
     "verify",
@@ -54,6 +55,7 @@ _LAZY = {
     "Solver": ("solvers.base", "Solver"),
     "SolveResult": ("solvers.base", "SolveResult"),
     "make_solver": ("solvers.registry", "make_solver"),
+    "show": ("_show", "show"),
 }
 _SUBMODULES = ("zoo", "network", "synthetic", "testing", "solver", "plans", "distributed")
 

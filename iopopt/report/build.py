@@ -14,7 +14,9 @@ settings: the ``instance`` key), and writes next to them:
 - ``summary.md``: per-solver statistics, the gap of every solver to the
   reference on the instances where the reference is proven optimal, the paper
   comparison table, the per-instance latencies and the errors.
-- PNG plots (see :mod:`iopopt.plots`).
+- PNG plots (see :mod:`iopopt.report.plots`): latency relative to the
+  reference per instance, greedy's gap, peak memory per device against its
+  capacity, solver time, plan diagrams and timelines.
 
 ``iopopt-report DIR`` rebuilds them; the sweep callback calls it when a
 multirun ends.
@@ -30,6 +32,7 @@ import pandas as pd
 from ..results.io import display_path, write_text_atomic
 from ..results.records import INSTANCES_FILE, RESULT_FILE
 from .constants import BASELINE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_SOURCE, REFERENCE, TEXT_WIDTH
+from .cooperation import cooperation_notes
 from .load import load_records
 from .markdown import summary_markdown, text_tables
 from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
@@ -45,11 +48,14 @@ def build_report(
     reference: str = REFERENCE,
     baseline: str = BASELINE,
     echo: bool = False,
+    max_plans: int = 24,
 ) -> list[Path]:
     """Write ``summary.csv``, ``summary.md`` and plots into ``root``; returns the written paths.
 
-    With ``echo``, print the per-solver table, the gap statistics and the
-    paper comparison to stdout.
+    With ``plots``, the plots of an earlier build that the data no longer
+    supports are removed first, so the folder holds exactly this build's
+    report. With ``echo``, print the per-solver table, the gap statistics and
+    the paper comparison to stdout.
     """
     root = Path(root)
     records = load_records(root)
@@ -64,13 +70,26 @@ def build_report(
     if plots:
         from .plots import write_plots
 
-        plot_paths = write_plots(df, records, root, max_timelines=max_timelines, reference=reference)
+        _remove_old_plots(root)
+        plot_paths = write_plots(df, records, root, max_timelines=max_timelines, max_plans=max_plans,
+                                 reference=reference)
     md = root / "summary.md"
     write_text_atomic(md, summary_markdown(df, root, plot_paths, reference, baseline))
     written += [md] + plot_paths
     if echo:
         _echo(df, root, reference, baseline)
     return written
+
+
+def _remove_old_plots(root: Path) -> None:
+    """Delete the PNGs an earlier build wrote (named plots at the top, everything in the plot folders)."""
+    from .plots import PLOT_DIRS, PLOT_FILES
+
+    for name in PLOT_FILES:
+        (root / name).unlink(missing_ok=True)
+    for folder in PLOT_DIRS:
+        for png in (root / folder).glob("*.png"):
+            png.unlink()
 
 
 def _say(text: str) -> None:
@@ -96,6 +115,9 @@ def _echo(df: pd.DataFrame, root: Path, reference: str, baseline: str) -> None:
             _say(f"{ref_name} proven optimal on {n_opt} of {len(ref)} instances; relative gap to it "
                  f"(share_optimal: |gap| <= {OPTIMAL_RTOL:g}):")
             print(text_tables(_gap_percent(stats), keep=1))
+            if ref_name == reference:
+                for note in cooperation_notes(df, ref_name):
+                    _say(note)
     if below:
         _say("below reference: faster than the reference, which is optimal only over its own decision space "
              "(e.g. single is not in ilp_pairs' space; see summary.md).")
@@ -119,15 +141,17 @@ def _n_ident(paper: pd.DataFrame) -> int:
 
 
 def written_line(root: str | Path, written: list[Path]) -> str:
-    """One line listing what :func:`build_report` wrote: files by name, ``timelines/`` with its count."""
+    """One line listing what :func:`build_report` wrote: files by name, plot folders with their counts."""
+    from .plots import PLOT_DIRS
+
     root = Path(root)
-    names, timelines = [], 0
+    names: list[str] = []
+    folders = dict.fromkeys(PLOT_DIRS, 0)
     for p in written:
         rel = Path(p).relative_to(root) if Path(p).is_relative_to(root) else Path(p)
-        if rel.parts[:1] == ("timelines",):
-            timelines += 1
+        if rel.parts[:1] and rel.parts[0] in folders and len(rel.parts) > 1:
+            folders[rel.parts[0]] += 1
         else:
             names.append(str(rel))
-    if timelines:
-        names.append(f"timelines/ ({timelines} plot{'s' if timelines != 1 else ''})")
+    names += [f"{f}/ ({n} plot{'s' if n != 1 else ''})" for f, n in folders.items() if n]
     return f"report in {display_path(root)}/: {', '.join(names)}"

@@ -36,6 +36,19 @@ COOPERATIVE = ("coedge", "oc", "greedy_iop", "ilp_pairs")
 TEXT_WIDTH = 120
 #: Solvers in this order first in tables; others follow alphabetically.
 SOLVER_ORDER = ("single", "coedge", "oc", "best_uniform", "random", "greedy_iop", "ilp_pairs", "ilp", "dp", "brute")
+#: The colour of each shipped solver in every plot (others get one from a small palette).
+SOLVER_COLORS = {
+    "single": "#7f7f7f",
+    "coedge": "#ff7f0e",
+    "oc": "#2ca02c",
+    "best_uniform": "#bcbd22",
+    "random": "#17becf",
+    "greedy_iop": "#d62728",
+    "ilp_pairs": "#9467bd",
+    "ilp": "#1f77b4",
+    "dp": "#8c564b",
+    "brute": "#e377c2",
+}
 _MAX_INSTANCE_ROWS = 60
 _COLUMNS = (
     "instance", "model", "cluster", "network", "solver", "termination", "latency_s", "compute_s", "comm_s",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .constants import _MAX_INSTANCE_ROWS, BELOW_REF_NOTE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_CLAIM, TEXT_WIDTH
+from .cooperation import cooperation_notes, cooperation_table, percent_table
 from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
 from .stats import _gap_percent, _identity, _solver_key, gap_breakdown, gap_stats, solver_stats
 
@@ -95,7 +96,7 @@ def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference:
     """The text of ``summary.md``."""
     terms = ", ".join(f"{k}: {v}" for k, v in df["termination"].value_counts().items())
     out = [
-        f"# Sweep summary: `{root}`\n",
+        f"# Sweep summary: `{Path(root).resolve().name}`\n",
         f"{len(df)} records on {df['instance'].nunique()} instances; terminations: {terms}. "
         f"Reference solver `{reference}`, baseline `{baseline}`. Latencies in ms; `*` = plan exceeds a device's "
         "memory (`memory_fits: false`), `(t)` = stopped by the time limit. All figures come from iopopt's cost "
@@ -124,6 +125,13 @@ def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference:
         if groups > 1 and df["solver"].eq(GREEDY).any():
             out += [f"`{GREEDY}` per cluster and network:\n",
                     markdown_table(_gap_percent(gap_breakdown(df, ref_name)))]
+        coop = cooperation_table(df, ref_name) if ref_name == reference else pd.DataFrame()
+        if not coop.empty:
+            out += ["### Where cooperation pays\n",
+                    f"Per cluster and network: the share of instances where one device alone (`single`) is "
+                    f"optimal, and the mean gap of `single`, `coedge` and `{GREEDY}` to `{ref_name}`.\n",
+                    markdown_table(percent_table(coop))]
+            out += [f"{note}\n" for note in cooperation_notes(df, ref_name)]
     paper = paper_table(df, baseline)
     if not paper.empty:
         out += [
