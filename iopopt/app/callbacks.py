@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ class ReportCallback(Callback):
     """Writes ``summary.csv``, ``summary.md`` and plots next to ``multirun.yaml`` when a sweep ends.
 
     When the sweep starts it logs the number of jobs and where they go, and
-    tells the jobs the total (so each logs ``[i/N] …``).
+    sets up the progress count (each finished job logs ``[done/N] …, ETA m:ss``).
 
     Parameters
     ----------
@@ -60,32 +59,50 @@ class ReportCallback(Callback):
         Also write the PNG plots.
     max_timelines : int
         At most this many per-plan timeline plots.
+    max_plans : int
+        At most this many plan diagrams (one per instance, the plans of every solver on it).
+
+    ``iopopt-report DIR`` reads these settings back from the sweep's
+    ``multirun.yaml``, so that it rebuilds the same report.
     """
 
-    def __init__(self, plots: bool = True, max_timelines: int = 24) -> None:
+    def __init__(self, plots: bool = True, max_timelines: int = 24, max_plans: int = 24) -> None:
         self.plots = plots
         self.max_timelines = max_timelines
+        self.max_plans = max_plans
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from ..results.io import display_path
-        from .context import SWEEP_JOBS_ENV
+        from .progress import start_sweep
 
         n = sweep_size(config)
-        if n is not None:
-            os.environ[SWEEP_JOBS_ENV] = str(n)  # inherited by launcher worker processes
+        start_sweep(config.hydra.sweep.dir, n)  # the jobs count themselves done: [12/108] ..., ETA 0:14
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "").rpartition(".")[2]
-        log.info("sweep: %s jobs (%s) writing to %s/", "?" if n is None else n, launcher or "launcher",
-                 display_path(config.hydra.sweep.dir))
+        log.info("sweep: %s job%s (%s) writing to %s/", "?" if n is None else n, "" if n == 1 else "s",
+                 launcher or "launcher", display_path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from ..report.build import build_report, written_line
-        from .context import SWEEP_JOBS_ENV
+        from .progress import clock, end_sweep
 
-        os.environ.pop(SWEEP_JOBS_ENV, None)
-        sweep_dir = Path(config.hydra.sweep.dir)
+        seconds = end_sweep()
+        if seconds is not None:
+            log.info("sweep done in %s", clock(seconds))
+        self._report(Path(config.hydra.sweep.dir))
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """A study job run on its own (``iopopt experiment=paper`` without ``-m``) gets its report too."""
+        if str(OmegaConf.select(config, "study", default="single")) in ("grid", "gap"):
+            self._report(Path(config.hydra.runtime.output_dir))
+
+    def _report(self, root: Path) -> None:
+        from ..report.build import build_report, written_line
+
+        if not any(root.glob("**/result.json")):
+            return  # e.g. every job failed its configuration
         try:
-            written = build_report(sweep_dir, plots=self.plots, max_timelines=self.max_timelines, echo=True)
+            written = build_report(root, plots=self.plots, max_timelines=self.max_timelines,
+                                   max_plans=self.max_plans, echo=True)
         except Exception:  # a broken report must not hide the results the jobs wrote
-            log.exception("building the report in %s failed; rebuild it with `iopopt-report %s`", sweep_dir, sweep_dir)
+            log.exception("building the report in %s failed; rebuild it with `iopopt-report %s`", root, root)
             return
-        log.info("%s", written_line(sweep_dir, written))  # the same line as `iopopt-report DIR`
+        log.info("%s", written_line(root, written))  # the same line as `iopopt-report DIR`

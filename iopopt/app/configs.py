@@ -27,23 +27,22 @@ Group schemas (the keys each config may have):
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import json
 import math
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ConfigError",
+    "input_shape_error",
+    "shape_text",
     "TOP_LEVEL_KEYS",
     "MODEL_KEYS",
     "CLUSTER_KEYS",
     "DEVICE_KEYS",
-    "GAP_KEYS",
     "ModelSpec",
     "to_plain",
     "check_top_level",
@@ -52,8 +51,6 @@ __all__ = [
     "build_cluster",
     "build_network",
     "build_solver",
-    "instance_key",
-    "gap_instances",
 ]
 
 
@@ -73,13 +70,12 @@ TOP_LEVEL_KEYS = frozenset(
         "threads",
         "dtype_bytes",
         "save_per_op",
+        "grid",
         "gap",
         "fidelity",
     }
 )
-STUDIES = ("single", "gap", "fidelity")
-#: Allowed keys of the ``fidelity`` study settings (conf/experiment/fidelity.yaml).
-FIDELITY_KEYS = frozenset({"models", "ranks", "solvers", "hw", "warmup", "repeats", "ilp_time_s", "profile"})
+STUDIES = ("single", "grid", "gap", "fidelity")
 #: Allowed keys of a model config, per ``source``.
 MODEL_KEYS = {
     "zoo": frozenset({"source", "name", "input_shape", "seed", "num_classes"}),
@@ -91,9 +87,6 @@ DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
      "kind_bytes_per_s"}
 )
-#: Allowed keys of the ``gap`` study settings and of its ``synthetic`` block.
-GAP_KEYS = frozenset({"zoo", "synthetic", "save_per_op"})
-GAP_SYNTHETIC_KEYS = frozenset({"count", "seed", "kinds", "n_layers", "channels", "input_hw"})
 
 
 def to_plain(cfg) -> Any:
@@ -114,6 +107,39 @@ def to_plain(cfg) -> Any:
         ) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def shape_text(shape) -> str:
+    """A shape as a command-line value: ``[1,3,224,224]``."""
+    return "[" + ",".join(str(v) for v in shape) + "]"
+
+
+def input_shape_error(spec: ModelSpec, shape, exc) -> ConfigError:
+    """The one-line error of a model that cannot run on ``shape`` (an :class:`~iopopt.frontend.InputShapeError`).
+
+    It names the shape the model expects where that can be told: the zoo's own
+    input shape, or the given one with the channel count of the first conv.
+    """
+    shape = tuple(shape)
+    suggestion = None
+    if spec.source == "zoo":
+        from ..frontend import zoo
+
+        suggestion = zoo.input_shape(spec.name)
+    expected = getattr(exc, "expected", None)
+    if expected is not None and len(expected) == 4 and expected[1] != shape[1]:
+        zoo_fits = suggestion is not None and suggestion[1] == expected[1]
+        suggestion = suggestion if zoo_fits else (shape[0], expected[1], *shape[2:])
+    if suggestion == shape:
+        suggestion = None
+    hint = f"; try model.input_shape={shape_text(suggestion)}" if suggestion else ""
+    return ConfigError(f"model.input_shape={shape_text(shape)} does not fit model {spec.name}: {exc}{hint}")
 
 
 def _mapping(where: str, cfg) -> dict:
@@ -260,7 +286,13 @@ def build_model(spec: ModelSpec):
     if spec.source == "zoo":
         from ..frontend import zoo
 
-        module, shape = zoo.build(spec.name, num_classes=s.get("num_classes", 1000), seed=s.get("seed", 0))
+        try:
+            module, shape = zoo.build(spec.name, num_classes=s.get("num_classes", 1000), seed=s.get("seed", 0))
+        except Exception as exc:  # e.g. num_classes=0
+            raise ConfigError(
+                f"model {spec.name} could not be built (num_classes={s.get('num_classes', 1000)!r}, "
+                f"seed={s.get('seed', 0)!r}): {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
         return module, tuple(s.get("input_shape") or shape)
     if spec.source == "synthetic":
         from ..frontend.synthetic import random_cnn
@@ -276,7 +308,11 @@ def build_model(spec: ModelSpec):
     try:
         module = fn(**s["kwargs"])
     except TypeError as exc:
-        raise ConfigError(f"model.target {target!r} rejected model.kwargs {s['kwargs']!r}: {exc}") from None
+        raise ConfigError(f"model.target {target!r} rejected model.kwargs {s['kwargs']!r}: {_one_line(exc)}") from None
+    except Exception as exc:  # the user's constructor failed: one line, not its traceback
+        raise ConfigError(
+            f"model.target {target!r} raised {type(exc).__name__} building the model: {_one_line(exc)}"
+        ) from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"model.target {target!r} returned {type(module).__name__}, not a torch.nn.Module")
     return module.eval(), s["input_shape"]
@@ -411,50 +447,3 @@ def build_solver(cfg):
     except SolverError as exc:
         raise ConfigError(f"solver settings: {exc}") from None
     return solver
-
-
-def instance_key(model: ModelSpec, cluster_cfg, network_cfg, dtype_bytes: int) -> str:
-    """``model|cluster|network#hash``: names for reading, a hash of every setting for pairing."""
-    blob = json.dumps(
-        [model.key(), to_plain(cluster_cfg), to_plain(network_cfg), dtype_bytes], sort_keys=True, default=str
-    )
-    digest = hashlib.sha1(blob.encode()).hexdigest()[:8]
-    cluster = _mapping("cluster", cluster_cfg).get("name", "")
-    network = _mapping("network", network_cfg).get("name", "")
-    return f"{model.name}|{cluster}|{network}#{digest}"
-
-
-# -- the greedy-gap study -----------------------------------------------------------
-
-
-def gap_instances(cfg) -> list[ModelSpec]:
-    """The model specs of a gap study: the listed zoo models, then the synthetic ones.
-
-    Synthetic instance i uses seed ``seed + i``, kind ``kinds[i % len(kinds)]``
-    and a layer count drawn from ``n_layers = [lo, hi]`` with ``random.Random(seed + i)``,
-    so every job of a sweep (one per solver, cluster and network) sees the same graphs.
-    """
-    g = _mapping("gap", cfg)
-    _check_keys("gap", g, GAP_KEYS)
-    specs = [model_spec({"source": "zoo", "name": name}) for name in g.get("zoo") or ()]
-    syn = _mapping("gap.synthetic", g.get("synthetic") or {})
-    _check_keys("gap.synthetic", syn, GAP_SYNTHETIC_KEYS)
-    count = syn.get("count", 0)
-    if not isinstance(count, int) or count < 0:
-        raise ConfigError(f"gap.synthetic.count must be an integer >= 0, got {count!r}")
-    seed0 = syn.get("seed", 0)
-    kinds = list(syn.get("kinds") or ["chain", "dag"])
-    lo, hi = _shape("gap.synthetic.n_layers", list(syn.get("n_layers", [4, 12])), 2)
-    for i in range(count):
-        seed = seed0 + i
-        model = {
-            "source": "synthetic",
-            "seed": seed,
-            "kind": kinds[i % len(kinds)],
-            "n_layers": random.Random(seed).randint(lo, hi),
-        }
-        for key in ("channels", "input_hw"):
-            if key in syn:
-                model[key] = list(syn[key])
-        specs.append(model_spec(model))
-    return specs

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-__all__ = ["JobContext", "SWEEP_JOBS_ENV"]
+from .progress import SWEEP_JOBS_ENV
 
-#: Environment variable through which the sweep callback tells the jobs how many there are.
-SWEEP_JOBS_ENV = "IOPOPT_SWEEP_JOBS"
+__all__ = ["JobContext", "SWEEP_JOBS_ENV"]
 
 
 @dataclass

@@ -1,47 +1,37 @@
-"""The one line a job logs: what ran, its outcome, where the result went."""
+"""The one line a job (or a solve of a study job) logs: what ran, its outcome, where the result went."""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..results.io import display_path
-from .context import SWEEP_JOBS_ENV, JobContext
 from .overrides import GROUPS
 
-__all__ = ["log_record"]
+__all__ = ["log_record", "ms_text", "secs_text", "what_text", "problem_of"]
 
 log = logging.getLogger("iopopt")
 
 
-def _ms(seconds: float) -> str:
+def ms_text(seconds: float) -> str:
     ms = seconds * 1e3
     return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.3g} ms"
 
 
-def _secs(seconds: float) -> str:
+def secs_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds >= 10 else f"{seconds:.2g} s"
 
 
-def _job_prefix(ctx: JobContext) -> str:
-    """``[12/108] `` for job 12 of a 108-job sweep (``[12] `` when the total is unknown), ``""`` for a single run."""
-    if ctx.job is None:
-        return ""
-    total = os.environ.get(SWEEP_JOBS_ENV, "")
-    return f"[{ctx.job + 1}/{total}] " if total.isdigit() else f"[{ctx.job + 1}] "
-
-
-def _what(rec: Mapping[str, Any], ctx: JobContext, with_model: bool = False) -> str:
-    """``model cluster network solver`` plus the job's other overrides (e.g. ``cluster.split=equal``)."""
+def what_text(rec: Mapping[str, Any], overrides: Sequence[str] = (), with_model: bool = False) -> str:
+    """``model cluster network solver`` plus the other overrides (e.g. ``cluster.split=equal``)."""
     names = [rec.get(k) or "" for k in (("model",) if with_model else ()) + ("cluster", "network", "solver")]
-    extra = [o for o in ctx.overrides if o.partition("=")[0].lstrip("+~") not in GROUPS]
+    extra = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in GROUPS]
     return " ".join(str(x) for x in names + extra if x)
 
 
-def _problem_of(rec: Mapping[str, Any]) -> str | None:
+def problem_of(rec: Mapping[str, Any]) -> str | None:
     """What went wrong with a record, in a few words (None when nothing did)."""
     if rec["termination"] == "error":
         return f"error: {rec['error']}"
@@ -52,27 +42,34 @@ def _problem_of(rec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def log_record(rec: dict, path: Path, ctx: JobContext) -> None:
-    """One INFO line per job (ERROR when it failed); the details at DEBUG."""
-    what = _job_prefix(ctx) + _what(rec, ctx, with_model=True)
-    where = "" if ctx.multirun else f"; result: {display_path(path)}"
-    problem = _problem_of(rec)
+def log_record(rec: dict, path: Path | None, overrides: Sequence[str] = (), prefix: str = "", suffix: str = "",
+               details: bool = True) -> None:
+    """One INFO line per record (ERROR when it failed): ``prefix`` what: outcome ``suffix``; the rest at DEBUG.
+
+    ``path`` (the result file) is named in the line when ``details`` is set
+    (a single run), with the peak memory and message count.
+    """
+    what = prefix + what_text(rec, overrides, with_model=True)
+    where = f"; result: {display_path(path)}" if details and path is not None else ""
+    problem = problem_of(rec)
     if rec["latency_s"] is None:
         outcome = problem or f"no plan ({rec['termination']})"
     else:
-        outcome = f"{_ms(rec['latency_s'])} ({rec['termination']})"
-        if not ctx.multirun:
+        outcome = f"{ms_text(rec['latency_s'])} ({rec['termination']})"
+        if details:
             outcome += f", peak memory {rec['peak_memory_bytes'] / 1e6:.1f} MB, {rec['messages']} messages"
         if problem:
             outcome += f"; {problem}"
         elif rec["verify"] is not None:
             outcome += ", verified"
-    (log.error if problem else log.info)("%s: %s%s", what, outcome, where)
+    level = log.error if problem else log.warning if rec["latency_s"] is None else log.info
+    level("%s: %s%s%s", what, outcome, suffix, where)
     if rec["latency_s"] is not None:
         log.debug(
             "%s: latency %.3f ms (compute %.3f, comm %.3f; lower bound %.3f), %d messages, peak memory %.1f MB",
             rec["instance"], rec["latency_s"] * 1e3, rec["compute_s"] * 1e3, rec["comm_s"] * 1e3,
             (rec["lower_bound_s"] or 0) * 1e3, rec["messages"], rec["peak_memory_bytes"] / 1e6,
         )
-    log.debug("result written to %s (job took %.2f s, solver %.3f s)", path, rec.get("job_time_s") or 0.0,
-              rec.get("solver_time_s") or 0.0)
+    if path is not None:
+        log.debug("result written to %s (job took %.2f s, solver %.3f s)", path, rec.get("job_time_s") or 0.0,
+                  rec.get("solver_time_s") or 0.0)

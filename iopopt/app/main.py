@@ -1,11 +1,14 @@
 """The Hydra application: ``iopopt`` and ``python -m iopopt``.
 
-One job = one solver on one instance (``study: single``), or one solver on a
-list of instances (``study: gap``, the greedy-gap study; one record per
-instance in ``instances.jsonl``). Every job writes ``result.json`` into its
-Hydra output directory; a job whose solver or verification raises is recorded
-with ``termination: error`` and the sweep goes on. Configuration mistakes exit
-with status 2 and one line on stderr.
+One job = one solver on one instance (``study: single``), or a study job
+over many (``study: grid``, ``gap``, ``fidelity``; one record per solve in
+``instances.jsonl``). Every job writes ``result.json`` into its Hydra output
+directory; a job whose solver or verification raises is recorded with
+``termination: error`` and the sweep goes on. Configuration mistakes (model
+inputs of the wrong shape included) exit with status 2 and one line on
+stderr; a single run that fails or ends with no plan exits with status 1.
+``iopopt show RESULT`` prints a plan layer by layer, ``iopopt profile``
+measures this machine, ``iopopt --version`` prints iopopt's version.
 
 Examples
 --------
@@ -32,7 +35,7 @@ from .jobs import run
 from .overrides import check_overrides
 from .plugins import register_entry_point_solvers
 
-__all__ = ["main"]
+__all__ = ["main", "version_line"]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -44,10 +47,27 @@ def _task(cfg: DictConfig) -> float:
     except ConfigError as exc:
         print(f"iopopt: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if rec["termination"] == "error" and not ctx.multirun:
-        sys.exit(1)  # a failed single run is a failed command; in a sweep the others go on
+    if not ctx.multirun and (rec["termination"] == "error" or rec["latency_s"] is None):
+        sys.exit(1)  # a failed run, or one that ends with no plan, is a failed command; in a sweep the others go on
     # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
     return rec["latency_s"] if rec["latency_s"] is not None else math.nan
+
+
+def version_line() -> str:
+    """``iopopt 0.2.0 (hydra-core 1.3.8, torch 2.13.0, Python 3.11.7)`` without importing torch."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .._version import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"iopopt {__version__} (hydra-core {installed('hydra-core')}, torch {installed('torch')}, "
+            f"Python {platform.python_version()})")
 
 
 def _command_line_overrides(argv: list[str]) -> list[str] | None:
@@ -78,6 +98,9 @@ def main(cfg: DictConfig | None = None) -> float | None:
     register_entry_point_solvers()  # solvers of other packages become options of the solver group
     if cfg is not None:
         return _task(cfg)
+    if "--version" in sys.argv[1:]:  # iopopt's version, not Hydra's
+        print(version_line())
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "profile":  # `iopopt profile [...]`: measure this machine
         from ..studies.profile import main as profile_main
 
@@ -86,6 +109,10 @@ def main(cfg: DictConfig | None = None) -> float | None:
         from ..studies.opfit import main as opfit_main
 
         sys.exit(opfit_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "show":  # `iopopt show result.json`: the plan, layer by layer
+        from ..report.show import main as show_main
+
+        sys.exit(show_main(sys.argv[2:]))
     if os.getcwd() not in sys.path and "" not in sys.path:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)
