@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 import iopopt
 import iopopt.app.jobs
-from iopopt.app import configs
+from iopopt.app import configs, instances
 from iopopt.app import overrides as override_check
 from iopopt.app.context import JobContext
 from iopopt.app.jobs import run
@@ -125,6 +125,11 @@ def test_every_experiment_composes_with_a_sweep(name):
         assert cfg.study == "fidelity" and set(cfg.fidelity.solvers) <= set(options("solver"))
         configs.check_top_level(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
         return
+    if cfg.study == "grid":  # one job over every combination it lists
+        for key, group in instances.GRID_GROUPS.items():
+            assert set(cfg.grid[key]) <= set(options(group)), f"{name}: grid.{key} names a missing option"
+        configs.check_top_level(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+        return
     assert params, f"experiment {name} sweeps nothing"
     for group in ("model", "cluster", "network", "solver"):
         if group in params:
@@ -140,23 +145,27 @@ def test_slurm_launcher_preset_composes():
     assert cfg.hydra.launcher.cpus_per_task >= 1 and cfg.hydra.launcher.timeout_min > 0
 
 
-def test_paper_experiment_sweeps_the_papers_grid():
-    params = compose_cfg("experiment=paper", hydra_cfg=True).hydra.sweeper.params
-    assert set(params.model.split(",")) == {"alexnet", "vgg16", "resnet18"}
-    assert set(params.cluster.split(",")) == {"rpi4_x2", "rpi4_x3", "rpi4_x4"}
-    assert set(params.solver.split(",")) == {"single", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"}
+def test_paper_experiment_solves_the_papers_grid():
+    cfg = compose_cfg("experiment=paper", hydra_cfg=True)
+    assert cfg.study == "grid" and not cfg.hydra.sweeper.params  # one job, not a sweep of 108
+    assert set(cfg.grid.models) == {"alexnet", "vgg16", "resnet18"}
+    assert set(cfg.grid.clusters) == {"rpi4_x2", "rpi4_x3", "rpi4_x4"}
+    assert set(cfg.grid.networks) == {"ethernet_1g", "wifi_100mbps"}
+    assert set(cfg.grid.solvers) == {"single", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"}
 
 
 def test_gap_experiment_has_enough_synthetic_instances():
     cfg = compose_cfg("experiment=gap", hydra_cfg=True)
-    specs = configs.gap_instances(cfg.gap)
+    specs = instances.gap_instances(cfg.gap)
     synthetic = [s for s in specs if s.source == "synthetic"]
     p = cfg.hydra.sweeper.params
     combos = len(p.cluster.split(",")) * len(p.network.split(","))
     assert len(synthetic) * combos >= 200
     assert set(p.solver.split(",")) >= {"greedy_iop", "ilp"}
     # every job of the sweep sees the same instances, so the report can pair them
-    assert [s.key() for s in configs.gap_instances(cfg.gap)] == [s.key() for s in specs]
+    assert [s.key() for s in instances.gap_instances(cfg.gap)] == [s.key() for s in specs]
+    # single and coedge run beside the solvers, so the report can say where cooperation does not pay
+    assert {"single", "coedge"} <= set(p.solver.split(","))
 
 
 # -- result.json -------------------------------------------------------------------------
@@ -435,7 +444,7 @@ def test_small_multirun_in_process(tmp_path, monkeypatch, capsys):
     md = (sweep / "summary.md").read_text()
     assert "proven optimal on **2 of 2**" in md
     assert "Paper comparison" not in md  # only for the paper's models
-    for png in ("latency_vs_bandwidth.png", "peak_memory.png", "greedy_gap_hist.png"):
+    for png in ("latency_normalised.png", "peak_memory.png", "greedy_gap_hist.png"):
         assert (sweep / png).stat().st_size > 1000
     assert len(list((sweep / "timelines").glob("*.png"))) == 2
     out = capsys.readouterr().out
@@ -448,7 +457,7 @@ def test_small_multirun_in_process(tmp_path, monkeypatch, capsys):
     assert "result written to" not in out and "#0 :" not in out
     # the last line lists everything the report wrote
     last = [ln for ln in out.splitlines() if "report in " in ln][-1]
-    for name in ("summary.csv", "summary.md", "latency_vs_bandwidth.png", "peak_memory.png",
+    for name in ("summary.csv", "summary.md", "latency_normalised.png", "peak_memory.png",
                  "greedy_gap_hist.png", "timelines/ (2 plots)"):
         assert name in last, (name, last)
 
@@ -566,11 +575,12 @@ def test_paper_table_only_for_sweeps_with_coedge_and_greedy():
 def test_sweep_size_counts_the_basic_sweepers_jobs():
     from iopopt.app.callbacks import sweep_size
 
-    cfg = compose_cfg("experiment=paper", hydra_cfg=True)
-    assert sweep_size(cfg) == 108
-    cfg = compose_cfg("experiment=paper", "model=alexnet", hydra_cfg=True)  # the command line wins
-    OmegaConf.update(cfg, "hydra.overrides.task", ["model=alexnet", "solver=glob(*)", "experiment=paper"])
-    assert sweep_size(cfg) == 1 * 3 * 2 * len(options("solver"))
+    cfg = compose_cfg("experiment=hetero", hydra_cfg=True)
+    assert sweep_size(cfg) == 3 * 2 * 2 * 2 * 6
+    cfg = compose_cfg("experiment=hetero", "model=alexnet", hydra_cfg=True)  # the command line wins
+    OmegaConf.update(cfg, "hydra.overrides.task", ["model=alexnet", "solver=glob(*)", "experiment=hetero"])
+    assert sweep_size(cfg) == 1 * 2 * 2 * 2 * len(options("solver"))
+    assert sweep_size(compose_cfg("experiment=paper", hydra_cfg=True)) == 1  # one grid job
 
 
 def test_written_line_lists_every_file(tmp_path):
