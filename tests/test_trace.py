@@ -110,3 +110,34 @@ def test_unsupported_operator_names_source_line():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         iopopt.trace(nn.Sequential(nn.ReLU()), (3, 224, 224))
+
+
+@pytest.mark.parametrize("name", ["alexnet", "resnet18", "mobilenet_v2", "inception_mini", "tiny_residual"])
+def test_a_model_without_weights_traces_to_the_same_graph(name):
+    """zoo.build(weights=False) leaves the model on the meta device; its graph is the one with weights."""
+    bare, shape = zoo.build(name, weights=False)
+    assert all(p.device.type == "meta" for p in bare.parameters())
+    real, _ = zoo.build(name)
+
+    def fields(graph):
+        return [(n.name, n.kind, n.target, n.module, n.inputs, n.in_shapes, n.out_shape, n.weight_shape,
+                 n.bias_shape, n.flops, n.weight_elems, n.params) for n in graph]
+
+    assert fields(iopopt.trace(bare, shape)) == fields(iopopt.trace(real, shape))
+
+
+@pytest.mark.parametrize("name", ["tiny_residual", "resnet18", "inception_mini"])
+def test_source_lines_are_the_ones_fx_records(name):
+    """OpNode.source: the model's line that made each node, as fx's own record_stack_traces names it."""
+    import torch.fx
+
+    from iopopt.frontend.capture import _source
+
+    module, shape = zoo.build(name, weights=False)
+    tracer = torch.fx.Tracer()
+    tracer.record_stack_traces = True
+    expected = {n.name: _source(n) for n in tracer.trace(module).nodes}
+    graph = iopopt.trace(module, shape)
+    for node in graph:
+        if node.kind not in ("input", "output"):
+            assert node.source == expected[node.name] and node.source.startswith('File "'), node.name

@@ -11,6 +11,7 @@ import contextlib
 import io
 import math
 import operator
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +21,13 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from ..model.graph import CHANNELWISE_KINDS, WINDOWED_KINDS, OpGraph, OpNode
+from .shapes import InputShapeError, expected_input, shape_error
 
 __all__ = ["InputShapeError", "UnsupportedOperator", "expected_input", "trace"]
 
 
 class UnsupportedOperator(ValueError):
     """Raised when :func:`trace` meets an operator iopopt cannot partition."""
-
-
-class InputShapeError(ValueError):
-    """Raised when :func:`trace` runs a module on an input shape it cannot take (a one-line message).
-
-    Attributes: ``input_shape`` (the shape tried), ``reason`` (torch's own
-    message, first line), ``layer`` and ``expected``: the first conv or linear
-    layer's module path and the input shape it asks for (``(None, 3, None,
-    None)``: 3 channels, other dimensions free; ``(None, F)``: F features
-    after flattening), or None when that cannot be told.
-    """
-
-    def __init__(self, message: str, input_shape: tuple = (), reason: str = "", layer: str | None = None,
-                 expected: tuple | None = None):
-        super().__init__(message)
-        self.input_shape = tuple(input_shape)
-        self.reason = reason
-        self.layer = layer
-        self.expected = expected
 
 
 _ACTIVATIONS = {
@@ -253,46 +236,22 @@ def _precheck(node: torch.fx.Node, mods: dict) -> None:
         raise _unsupported(node, "method not supported")
 
 
-def expected_input(gm: torch.fx.GraphModule, mods: dict | None = None) -> tuple[str, tuple] | None:
-    """``(layer, shape)``: the first conv or linear layer of ``gm`` and the input shape it asks for.
+class _Tracer(torch.fx.Tracer):
+    """fx's tracer, recording each node's Python stack from the model's first ``forward`` on, torch's own
+    frames left out. (fx's ``record_stack_traces`` gives the same lines, but its first use imports
+    torch._dynamo: most of a second for every process that traces.)"""
 
-    ``shape`` has None for free dimensions: ``(None, C, None, None)`` for a
-    ``Conv2d`` with ``C`` input channels, ``(None, F)`` for a ``Linear`` with
-    ``F`` input features (C·H·W when a flatten comes first). None when the
-    graph has neither.
-    """
-    mods = dict(gm.named_modules()) if mods is None else mods
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        m = mods[node.target]
-        if isinstance(m, nn.Conv2d):
-            return str(node.target), (None, m.in_channels, None, None)
-        if isinstance(m, nn.Linear):
-            return str(node.target), (None, m.in_features)
-    return None
+    _TORCH_DIR = str(Path(torch.__file__).parent)
 
-
-def _first_line(exc: BaseException) -> str:
-    """The innermost cause's message, first line (fx wraps a failing node's error in a dump of the node)."""
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
-def _shape_error(module: nn.Module, gm, mods: dict, input_shape: tuple, exc: BaseException) -> InputShapeError:
-    reason = _first_line(exc)
-    found = expected_input(gm, mods)
-    layer, expected = found if found is not None else (None, None)
-    msg = f"{type(module).__name__} cannot run on an input of shape {list(input_shape)}"
-    if expected is not None and len(expected) == 4 and expected[1] == input_shape[1]:
-        msg += f"; the channel count fits its first conv ({layer}), so the height and width do not"
-    elif expected is not None and len(expected) == 4:
-        msg += f"; its first conv ({layer}) takes {expected[1]} input channels"
-    elif expected is not None:
-        msg += f"; its first linear layer ({layer}) takes {expected[1]} input features (C·H·W)"
-    return InputShapeError(f"{msg} ({reason})", input_shape, reason, layer, expected)
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        if not node.stack_trace:
+            stack = traceback.extract_stack()[:-1]  # without this frame
+            first = next((i for i, f in enumerate(stack) if f.name == "forward"), None)
+            if first is not None:
+                frames = [f for f in stack[first:] if not f.filename.startswith(self._TORCH_DIR)]
+                node.stack_trace = "".join(traceback.StackSummary.from_list(frames).format()).strip()
+        return node
 
 
 def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") -> OpGraph:
@@ -304,6 +263,8 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
         Any fx-traceable module, in eval mode (it is switched to eval).
     input_shape : sequence of int
         Full input shape, e.g. ``(1, 3, 224, 224)``.
+        A module on the meta device (``zoo.build(name, weights=False)``) is
+        traced on a meta input: the same graph, without computing anything.
     dtype_bytes : int
         Bytes per element used for every byte figure (4 = float32).
 
@@ -320,9 +281,10 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
     if len(input_shape) != 4:
         raise ValueError(f"input_shape must be (N, C, H, W), got {input_shape}")
     module = module.eval()
+    # a module without weights (built on the meta device) is traced with a meta input: shapes only, no arithmetic
+    device = next((p.device for p in module.parameters() if p.device.type == "meta"), torch.device("cpu"))
     try:
-        tracer = torch.fx.Tracer()
-        tracer.record_stack_traces = True  # lets errors name the model's source line
+        tracer = _Tracer()  # records each node's stack trace: errors and OpNode.source name the model's line
         graph = tracer.trace(module)
         gm = torch.fx.GraphModule(tracer.root, graph)
     except Exception as exc:  # fx raises many kinds of errors
@@ -333,9 +295,9 @@ def trace(module: nn.Module, input_shape, dtype_bytes: int = 4, name: str = "") 
     try:
         # ShapeProp prints the whole traceback of a failing node itself; the error below says it in one line
         with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            ShapeProp(gm).propagate(torch.zeros(input_shape))
+            ShapeProp(gm).propagate(torch.zeros(input_shape, device=device))
     except Exception as exc:
-        raise _shape_error(module, gm, mods, input_shape, exc) from exc
+        raise shape_error(module, gm, mods, input_shape, exc) from exc
     nodes: list[OpNode] = []
     for node in gm.graph.nodes:
         if node.op == "placeholder":

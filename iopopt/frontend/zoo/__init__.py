@@ -78,7 +78,7 @@ def input_shape(name: str) -> tuple[int, ...]:
     return _REGISTRY[name][1]
 
 
-def build(name: str, num_classes: int = 1000, seed: int = 0) -> tuple[nn.Module, tuple[int, ...]]:
+def build(name: str, num_classes: int = 1000, seed: int = 0, weights: bool = True) -> tuple[nn.Module, tuple[int, ...]]:
     """Build a zoo model with deterministic random weights.
 
     Parameters
@@ -90,6 +90,9 @@ def build(name: str, num_classes: int = 1000, seed: int = 0) -> tuple[nn.Module,
     seed : int, optional
         Seed of the local ``torch.Generator`` used for the weights, by
         default 0.  The global torch RNG is not used.
+    weights : bool, optional
+        False: leave the model on the meta device, without weights (enough
+        to trace it, not to run it; much faster for large models).
 
     Returns
     -------
@@ -110,6 +113,8 @@ def build(name: str, num_classes: int = 1000, seed: int = 0) -> tuple[nn.Module,
     # draw from the global RNG); init_weights then fills every tensor.
     with torch.device("meta"):
         model = factory(int(num_classes))
+    if not weights:
+        return model.eval(), shape
     model.to_empty(device="cpu")
     init_weights(model, seed=seed, input_shape=shape)
     return model.eval(), shape
