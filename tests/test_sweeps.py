@@ -55,6 +55,29 @@ def test_a_grid_job_gives_the_records_of_one_job_per_combination(tmp_path):
     assert [r["choices"]["solver"] for r in grid[:3]] == GRID["solver"]  # solvers vary fastest, as in a sweep
 
 
+GROUP_CASES = {
+    "cluster-keys": ("cluster", ["rpi4_x2", "hetero_4"], ["experiment=paper", "cluster.split=equal",
+                                                         "cluster.devices.0.flops_per_s=1e9"]),
+    "solver-add-and-force": ("solver", ["ilp", "ilp_pairs"], ["solver.time_limit_s=5", "++solver.msg=true",
+                                                             "+solver.extra=1"]),
+    "experiment-sets-model-keys": ("model", ["synthetic"], ["experiment=scaling", "model.seed=3"]),
+    "delete-a-key": ("network", ["wifi_10mbps", "ethernet_1g"], ["network.latency_s=0.01", "~network.name"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GROUP_CASES))
+def test_grid_group_options_are_what_hydra_composes(case):
+    from omegaconf import OmegaConf
+
+    from iopopt.app.instances import _composed, group_configs
+
+    group, options, overrides = GROUP_CASES[case]
+    built = group_configs(group, options, overrides)
+    for option in options:  # the oracle: Hydra composing the whole config with group=option
+        hydra = _composed(group, option, overrides)
+        assert OmegaConf.to_container(built[option], resolve=True) == OmegaConf.to_container(hydra, resolve=True)
+
+
 def test_grid_options_are_checked(tmp_path):
     from iopopt.app.configs import ConfigError
 

@@ -278,8 +278,12 @@ def model_spec(cfg) -> ModelSpec:
     return ModelSpec(name, source, settings)
 
 
-def build_model(spec: ModelSpec):
-    """Build the module of ``spec``; returns ``(nn.Module, input_shape)``."""
+def build_model(spec: ModelSpec, weights: bool = True):
+    """Build the module of ``spec``; returns ``(nn.Module, input_shape)``.
+
+    ``weights=False`` lets a zoo model stay on the meta device (enough to
+    trace it; custom and synthetic models are built as they are).
+    """
     from torch import nn
 
     s = dict(spec.settings)
@@ -287,7 +291,8 @@ def build_model(spec: ModelSpec):
         from ..frontend import zoo
 
         try:
-            module, shape = zoo.build(spec.name, num_classes=s.get("num_classes", 1000), seed=s.get("seed", 0))
+            module, shape = zoo.build(spec.name, num_classes=s.get("num_classes", 1000), seed=s.get("seed", 0),
+                                      weights=weights)
         except Exception as exc:  # e.g. num_classes=0
             raise ConfigError(
                 f"model {spec.name} could not be built (num_classes={s.get('num_classes', 1000)!r}, "

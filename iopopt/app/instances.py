@@ -112,42 +112,95 @@ def _compose_overrides(overrides: Sequence[str], group: str, option: str) -> lis
     return keep + [f"{group}={option}"]
 
 
-def group_configs(group: str, options: Sequence[str], overrides: Sequence[str], cfg=None, own: str | None = None):
-    """``{option: config node}``: each option of ``group`` composed as Hydra would for a job that chose it.
+def _has_interpolation(node) -> bool:
+    if isinstance(node, str):
+        return "${" in node
+    if isinstance(node, dict):
+        return any(_has_interpolation(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_interpolation(v) for v in node)
+    return False
 
-    The job's own choice (``own``) is taken from its config ``cfg`` as is.
-    Uses Hydra's compose API (inside a running app, or with the package's
-    ``conf/`` when called from a test or a notebook).
+
+def _direct(group: str, option: str, overrides: Sequence[str], repo, experiment: str | None):
+    """``group=option`` as Hydra composes it, without composing the whole config; None where unsure.
+
+    The option's YAML, then the values the primary config and the chosen
+    experiment set for ``group`` (both come after the group in the defaults
+    list), then the command-line overrides of ``group.*`` keys (Hydra's own
+    override semantics: ``+``, ``++``, ``~``). Options with a defaults list,
+    another package or interpolations are left to :func:`group_configs`'s compose.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    found = repo.load_config(f"{group}/{option}")
+    if found is None or found.defaults_list or (found.header or {}).get("package") is not None:
+        return None
+    layers = [found.config]
+    for name in ("config", f"experiment/{experiment}" if experiment else None):
+        extra = repo.load_config(name) if name else None
+        if extra is not None and group in extra.config:
+            layers.append(extra.config[group])
+    node = OmegaConf.merge(*layers)
+    if _has_interpolation(OmegaConf.to_container(node)):
+        return None
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    mine = [o for o in parsed if not o.is_hydra_override() and o.package is None
+            and o.key_or_group.startswith(f"{group}.")]
+    root = OmegaConf.create({group: node})
+    OmegaConf.set_struct(root, True)  # as in a composed config: a key that is not there needs +
+    ConfigLoaderImpl._apply_overrides_to_config(mine, root)
+    OmegaConf.set_struct(root, False)
+    return root[group]
+
+
+def group_configs(group: str, options: Sequence[str], overrides: Sequence[str], cfg=None, own: str | None = None):
+    """``{option: config node}``: each option of ``group`` as Hydra would compose it for a job that chose it.
+
+    The job's own choice (``own``) is taken from its config ``cfg`` as is;
+    the others are built from their YAML and the job's overrides
+    (:func:`_direct`), or composed with Hydra's compose API where that is not
+    sure to be the same (inside a running app, or with the package's
+    ``conf/`` from a test or a notebook).
+    """
+    from hydra._internal.config_repository import ConfigRepository
     from hydra.errors import HydraException
 
     from ..solvers.registry import CONF_DIR
     from .overrides import group_options
+    from .plugins import config_search_path, searchpath_overrides
 
     out = {}
     todo = [o for o in options if not (cfg is not None and o == own)]
     if cfg is not None and own in options:
         out[own] = cfg[group]
     if todo:
-        valid = group_options(CONF_DIR, group)
+        searchpath = searchpath_overrides(overrides)
+        valid = group_options(CONF_DIR, group, searchpath)
         unknown = [o for o in todo if o not in valid]
         if unknown:
             raise ConfigError(f"unknown option {group}={unknown[0]} in grid; valid options: {', '.join(valid)}")
-        fresh = not GlobalHydra.instance().is_initialized()
-        ctx = initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)) if fresh else None
+        repo = ConfigRepository(config_search_path(CONF_DIR, searchpath))
+        experiment = next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == "experiment"), None)
         try:
-            if ctx is not None:
-                ctx.__enter__()
             for option in todo:
-                try:
-                    out[option] = compose(config_name="config", overrides=_compose_overrides(overrides, group, option))[
-                        group
-                    ]
-                except HydraException as exc:
-                    raise ConfigError(f"{group}={option}: {str(exc).splitlines()[0]}") from None
-        finally:
-            if ctx is not None:
-                ctx.__exit__(None, None, None)
+                node = _direct(group, option, overrides, repo, experiment)
+                out[option] = node if node is not None else _composed(group, option, overrides)
+        except HydraException as exc:
+            raise ConfigError(f"{group}: {str(exc).splitlines()[0]}") from None
     return {o: out[o] for o in options}
+
+
+def _composed(group: str, option: str, overrides: Sequence[str]):
+    """``group=option`` from a whole config composed by Hydra (the slow, always right way)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ..solvers.registry import CONF_DIR
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=_compose_overrides(overrides, group, option))[group]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        return compose(config_name="config", overrides=_compose_overrides(overrides, group, option))[group]

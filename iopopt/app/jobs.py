@@ -60,25 +60,31 @@ def _set_threads(threads, ctx: JobContext) -> None:
         torch.set_num_threads(threads)
 
 
-def load_graph(spec: ModelSpec, dtype_bytes: int = 4):
+def load_graph(spec: ModelSpec, dtype_bytes: int = 4, weights: bool = True):
     """``(module, OpGraph)`` of a model spec; zoo and custom models are cached per process.
 
-    Hydra's basic launcher (and each joblib worker) runs many jobs in one
-    process, so the paper sweep builds and traces each model once per process.
+    Hydra's basic launcher (each joblib worker, each grid job) runs many
+    solves in one process, so a sweep builds and traces each model once per
+    process. ``weights=False`` (no verification) traces a zoo model without
+    weights; its module is then None.
     """
     from ..frontend.capture import InputShapeError, trace
 
     key = (spec.key(), dtype_bytes)
     if key in _GRAPH_CACHE:
-        _GRAPH_CACHE.move_to_end(key)
-        return _GRAPH_CACHE[key]
-    module, shape = build_model(spec)
+        module, graph = _GRAPH_CACHE[key]
+        if module is not None or not weights:
+            _GRAPH_CACHE.move_to_end(key)
+            return module, graph
+    module, shape = build_model(spec, weights=weights)
     try:
         graph = trace(module, shape, dtype_bytes=dtype_bytes, name=spec.name)
     except InputShapeError as exc:
         if spec.source == "synthetic":  # iopopt made both the model and its shape: not a configuration error
             raise
         raise input_shape_error(spec, shape, exc) from None
+    if any(p.device.type == "meta" for p in module.parameters()):
+        module = None  # shapes only: nothing to run
     if spec.source != "synthetic":  # synthetic graphs are cheap and rarely reused
         _GRAPH_CACHE[key] = (module, graph)
         while len(_GRAPH_CACHE) > _GRAPH_CACHE_SIZE:
@@ -162,7 +168,7 @@ def _one(spec: ModelSpec, base: dict, cfg, cluster, network, solver, settings, s
 
     names = dict(base, model=spec.name, instance=instance_key(spec, cfg.cluster, cfg.network, settings["dtype_bytes"]))
     try:
-        module, graph = load_graph(spec, settings["dtype_bytes"])
+        module, graph = load_graph(spec, settings["dtype_bytes"], weights=settings["verify"])
         problem = Problem(graph, cluster, network, name=names["instance"])
     except ConfigError:
         raise
