@@ -43,6 +43,19 @@ def gap_panels(df: pd.DataFrame, reference: str) -> list[tuple[str, pd.DataFrame
     return panels
 
 
+def _decades(axis, lo: float, hi: float) -> None:
+    """Log axis labelled at powers of ten only (plain numbers), so that six decades stay readable."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    ticks = [10.0**d for d in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+    if len(ticks) <= 3:  # a narrow range: also 2 and 5 times
+        ticks = sorted(t * m for t in ticks for m in (1, 2, 5))
+    axis.set_major_locator(FixedLocator([t for t in ticks if lo / 1.01 <= t <= hi * 1.01] or ticks[:1]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10))))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def gap_hist(df: pd.DataFrame, root: Path, reference: str) -> Path | None:
     panels = gap_panels(df, reference)
     if not panels:
@@ -55,11 +68,11 @@ def gap_hist(df: pd.DataFrame, root: Path, reference: str) -> Path | None:
     colors = {n: _NET_COLORS[i % len(_NET_COLORS)] for i, n in enumerate(networks)}
     fig = plt.figure(figsize=(6.6 * len(panels), 3.9))
     # per panel: the "equal" bar, the histogram, and a spacer before the next panel's axis labels
-    ratios = ([1, 6, 1.2] * len(panels))[:-1]
+    ratios = ([1, 6, 1.0] * len(panels))[:-1]
     grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios, wspace=0.08)
     for p, (title, frame) in enumerate(panels):
         ax_eq = fig.add_subplot(grid[0, 3 * p])
-        ax = fig.add_subplot(grid[0, 3 * p + 1], sharey=ax_eq)
+        ax = fig.add_subplot(grid[0, 3 * p + 1])  # its own scale: 3 instances next to 429 must stay visible
         equal = frame[frame["gap"].abs() <= OPTIMAL_RTOL]
         below = frame[frame["gap"] < -OPTIMAL_RTOL]
         above = frame[frame["gap"] > OPTIMAL_RTOL]
@@ -87,12 +100,17 @@ def gap_hist(df: pd.DataFrame, root: Path, reference: str) -> Path | None:
             stacks = [pct[above["network"].eq(n)].to_numpy() for n in networks]
             ax.hist(stacks, bins=edges, stacked=True, color=[colors[n] for n in networks], edgecolor="white",
                     linewidth=0.4)
+            counts, _ = np.histogram(pct.to_numpy(), bins=edges)
+            for c, lo_edge, hi_edge in zip(counts, edges[:-1], edges[1:]):
+                if c:  # every bin says how many it holds
+                    mid = math.sqrt(lo_edge * hi_edge) if log else (lo_edge + hi_edge) / 2
+                    ax.text(mid, c, str(int(c)), ha="center", va="bottom", fontsize=6)
+            ax.set_ylim(0, max(counts) * 1.15 + 0.5)
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.yaxis.tick_right()  # its own scale, on its own side
             if log:
                 ax.set_xscale("log")
-                from .plots import plain_log_axis
-
-                plain_log_axis(ax.xaxis)
-        ax.tick_params(axis="y", labelleft=False)
+                _decades(ax.xaxis, lo, hi)
         ax.set_xlabel("relative gap above the reference (%)" + (" — log scale" if len(pct) and log else ""))
         ax.grid(True, alpha=0.3)
         b = f", {len(below)} below it" if len(below) else ""

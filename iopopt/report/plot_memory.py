@@ -108,7 +108,7 @@ def peak_memory(records: list[dict], root: Path) -> Path | None:
         handles.append(Line2D([], [], color=_CAPACITY, linestyle="--", label="device capacity"))
     if any_label:
         handles.append(Line2D([], [], color=_CAPACITY, marker="^", linestyle="none",
-                              label="▲ capacity (above the axis)"))
+                              label="capacity (above the axis)"))
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), fontsize=8, frameon=False)
     others = [n for n in networks if n != network]
     shown = f"network {network}" + (f" (not shown: {', '.join(others)})" if others else "")
