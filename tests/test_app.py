@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -631,6 +632,11 @@ def test_joblib_launcher_sweep_uses_one_thread_per_job(tmp_path):
     records = [json.loads(p.read_text()) for p in sweep.glob("*/result.json")]
     assert len(records) == 4 and all(r["torch_threads"] == 1 for r in records)
     assert len(pd.read_csv(sweep / "summary.csv")) == 4
+    # one whole line per finished job, counted once each across the workers; no progress bar
+    out = proc.stdout + proc.stderr
+    assert "\r" not in out
+    counts = sorted(int(m) for m in re.findall(r"\] \[(\d)/4\] ", out))
+    assert counts == [1, 2, 3, 4], out
 
 
 @pytest.mark.slow
@@ -646,3 +652,10 @@ def test_paper_experiment_end_to_end(tmp_path):
     assert (df[df["solver"] == "ilp"]["termination"] == "optimal").all()
     assert "Liu et al. 2024 (paper's figures)" in proc.stdout and "greedy_iop latency vs coedge" in proc.stdout
     assert "latency within the paper's range on" in proc.stdout
+    # the same figures as the committed reference (all but solver times and where records were read from)
+    ref = pd.read_csv(REPO.parent / "outputs" / "reference" / "paper" / "summary.csv")
+    cols = [c for c in ref.columns if c not in ("solver_time_s", "source", "study")]
+    key = ["instance", "solver"]
+    pd.testing.assert_frame_equal(df[cols].sort_values(key).reset_index(drop=True),
+                                  ref[cols].sort_values(key).reset_index(drop=True))
+    assert len(list((sweep / "plans").glob("*.png"))) == 18 and len(list((sweep / "timelines").glob("*.png"))) == 36
