@@ -91,8 +91,9 @@ def _bars(ok: pd.DataFrame, ref: str, root: Path) -> Path:
     groups = {m: _instances(ok[ok["model"].astype(str) == m], ident) for m in models}
     n_groups = max(len(g) for g in groups.values())
     fig_w = min(22.0, max(9.0, 0.24 * len(solvers) * n_groups + 1.6))
-    head_in, panel_in = 0.95, 2.35
-    fig_h = head_in + panel_in * len(models)
+    # heights in inches: title and legend, then per model an axes and its group labels (one line per key)
+    head_in, axes_in, labels_in = 0.95, 1.6, 0.13 * (len(ident) + 1) + 0.45
+    fig_h = head_in + (axes_in + labels_in) * len(models)
     fig, axes = plt.subplots(len(models), 1, figsize=(fig_w, fig_h), squeeze=False)
     bar_w = 0.8 / max(len(solvers), 1)
     for ax, m in zip(axes.flat, models):
@@ -133,8 +134,8 @@ def _bars(ok: pd.DataFrame, ref: str, root: Path) -> Path:
              ha="center", va="top", fontsize=9)
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.45 / fig_h))
-    fig.subplots_adjust(left=0.9 / fig_w, right=1 - 0.2 / fig_w, top=1 - head_in / fig_h, bottom=0.55 / fig_h,
-                        hspace=0.75)
+    fig.subplots_adjust(left=0.9 / fig_w, right=1 - 0.2 / fig_w, top=1 - head_in / fig_h,
+                        bottom=(labels_in - 0.2) / fig_h, hspace=labels_in / axes_in)
     return save(fig, root / "latency_normalised.png")
 
 
