@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 
 from ..results.io import display_path, write_json_atomic, write_jsonl_atomic
 from ..results.records import INSTANCES_FILE, RESULT_FILE, base_record, error_record
-from .configs import _check_keys, _mapping, build_cluster, build_network, build_solver, model_spec
+from .configs import ConfigError, _check_keys, _mapping, build_cluster, build_network, build_solver, model_spec
 from .context import JobContext
 from .instances import FIDELITY_KEYS, OWN, gap_instances, grid_options, group_configs
-from .jobs import _names, _one
+from .jobs import _names, _one, load_graph
 from .logs import log_record, ms_text, problem_of, secs_text, what_text
 from .progress import Progress, sweep_tick
 
@@ -98,6 +98,15 @@ def _run_grid(cfg, settings: dict, ctx: JobContext, started: float) -> dict:
     # the summary's names: every option of each group
     base.update(cluster=",".join(clusters), network=",".join(networks), solver=",".join(solvers))
     save_per_op = settings.get("save_per_op", True)
+    for spec in models.values():  # trace every (cached) model first, so that the ETA is the pace of the solves
+        if spec.source == "synthetic":
+            continue
+        try:
+            load_graph(spec, settings["dtype_bytes"], weights=settings["verify"])
+        except ConfigError:
+            raise
+        except Exception:  # recorded with each of its solves below
+            pass
     progress = Progress(total)
     flushed = time.perf_counter()
     records: list[dict] = []
