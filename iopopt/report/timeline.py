@@ -32,8 +32,8 @@ def plot_timeline(record: dict, path: Path) -> Path | None:
     from matplotlib.patches import Patch
 
     k = len(devices)
-    named = [op for op in per_op if ((op["comm_s"] or 0.0) + (op["compute_s"] or 0.0)) >= _LABEL_SHARE * (
-        sum((o["comm_s"] or 0.0) + (o["compute_s"] or 0.0) for o in per_op) or 1.0)]
+    total = sum((op["comm_s"] or 0.0) + (op["compute_s"] or 0.0) for op in per_op) or 1.0
+    named = [op for op in per_op if (op["comm_s"] or 0.0) + (op["compute_s"] or 0.0) >= _LABEL_SHARE * total]
     longest = max((len(f"{op['node']} ({op.get('strategy')})") for op in named), default=0)
     # heights in inches: title, layer names (60° text, 6.5 pt), device rows, time axis, legend
     title_in, names_in, rows_in, axis_in, legend_in = 0.3, 0.055 * longest * 0.87 + 0.1, 0.5 * k + 0.2, 0.5, 0.45
@@ -43,7 +43,6 @@ def plot_timeline(record: dict, path: Path) -> Path | None:
     comp: dict[str, list[list]] = {}
     ticks, labels, starts = [], [], []
     t = 0.0
-    total = sum((op["comm_s"] or 0.0) + (op["compute_s"] or 0.0) for op in per_op) or 1.0
     for op in per_op:
         c = op["comm_s"] or 0.0
         dur = c + (op["compute_s"] or 0.0)
