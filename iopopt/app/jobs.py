@@ -35,13 +35,13 @@ from .configs import (
     build_network,
     build_solver,
     check_top_level,
-    input_shape_error,
     model_spec,
 )
 from .context import JobContext
 from .instances import instance_key
 from .logs import log_record
 from .progress import sweep_tick
+from .shapes import input_shape_error
 
 __all__ = ["run", "job_settings", "solve_instance", "load_graph"]
 
