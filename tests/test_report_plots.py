@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from iopopt.report import plan as plan_mod
@@ -251,8 +252,17 @@ def test_cooperation_notes_say_where_one_device_is_optimal():
     table = cooperation_table(df, "ilp").set_index("network")
     assert table.loc["slow", "single optimal"] == 1.0 and table.loc["fast", "single optimal"] == 0.0
     assert table.loc["slow", "gap greedy_iop"] == pytest.approx(4.0)
+    assert table.loc["slow", "gap greedy_iop, single optimal"] == pytest.approx(4.0)
+    assert pd.isna(table.loc["slow", "gap greedy_iop, split optimal"])
     notes = cooperation_notes(df, "ilp")
     assert notes[0].startswith("Cooperation does not pay on slow (one device alone optimal on 100.0% of 4 instances;")
     assert "greedy_iop 400.0% above ilp" in notes[0]
     assert notes[1] == "Where cooperation pays, greedy_iop's mean gap to ilp is fast: 2.0% (one device alone " \
                        "optimal on 0.0%)."
+    # a network in between: one device alone optimal on half the instances, greedy's gap given for each half
+    mixed = [dict(r, network="mid") for r in recs if r["instance"] in ("S0", "S1", "F0", "F1")]
+    for r in mixed:
+        r["instance"] = "M" + r["instance"]
+    notes = cooperation_notes(summary_frame(recs + mixed), "ilp")
+    assert "On mid one device alone is optimal on 50.0% of 4 instances: greedy_iop is 400.0% above ilp on " \
+           "those and 2.0% on the others." in notes

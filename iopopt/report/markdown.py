@@ -129,7 +129,8 @@ def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference:
         if not coop.empty:
             out += ["### Where cooperation pays\n",
                     f"Per cluster and network: the share of instances where one device alone (`single`) is "
-                    f"optimal, and the mean gap of `single`, `coedge` and `{GREEDY}` to `{ref_name}`.\n",
+                    f"optimal, the mean gap of `single`, `coedge` and `{GREEDY}` to `{ref_name}`, and "
+                    f"`{GREEDY}`'s mean gap on the instances where one device alone is optimal and on the others.\n",
                     markdown_table(percent_table(coop))]
             out += [f"{note}\n" for note in cooperation_notes(df, ref_name)]
     paper = paper_table(df, baseline)
