@@ -28,10 +28,7 @@ def memory_profile(program: Program) -> tuple[list[int], list[int], list[list[in
     live = [0] * k
     peak = [0] * k
     held_steps = []
-    last_use = {n: g.last_use(n) for n in g.order}
-    freed_at: dict[int, list[str]] = {}
-    for n, p in last_use.items():
-        freed_at.setdefault(p, []).append(n)
+    freed_at = g.free_schedule()
     stored: dict[str, tuple[int, ...]] = {}
     for p, step in enumerate(program.steps):
         term = step.term
@@ -42,14 +39,12 @@ def memory_profile(program: Program) -> tuple[list[int], list[int], list[list[in
             if held[d] > peak[d]:
                 peak[d] = held[d]
         held_steps.append(held)
-        name = step.op.name
-        if last_use[name] > p:
-            stored[name] = term.out_bytes
-            for d in range(k):
-                live[d] += term.out_bytes[d]
+        # stored after the step, then everything whose last use this step was is freed (as the executors do)
+        stored[step.op.name] = term.out_bytes
+        for d in range(k):
+            live[d] += term.out_bytes[d]
         for gone in freed_at.get(p, ()):
-            if gone in stored:
-                b = stored.pop(gone)
-                for d in range(k):
-                    live[d] -= b[d]
+            b = stored.pop(gone)
+            for d in range(k):
+                live[d] -= b[d]
     return weights, peak, held_steps

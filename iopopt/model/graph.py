@@ -182,6 +182,20 @@ class OpGraph:
         cons = self._consumers[name]
         return max((self.position[c] for c, _ in cons), default=self.position[name])
 
+    def free_schedule(self, keep=()) -> dict[int, tuple[str, ...]]:
+        """When each tensor is freed: position p → the nodes whose output goes once step p has run.
+
+        A node's output is freed after its last consumer (:meth:`last_use`),
+        or right after its own step when nothing consumes it; names in
+        ``keep`` are never freed. The executors and
+        :func:`iopopt.cost.memory.memory_profile` all free by this schedule.
+        """
+        out: dict[int, list[str]] = {}
+        for n in self.order:
+            if n not in keep:
+                out.setdefault(self.last_use(n), []).append(n)
+        return {p: tuple(names) for p, names in out.items()}
+
     @property
     def total_flops(self) -> int:
         return sum(op.flops for op in self)

@@ -142,7 +142,7 @@ class _RankJob:
     """The picklable part of a Program a rank needs (no Problem, no fx graph)."""
 
     steps: tuple[Step, ...]
-    freed_at: dict[int, list[str]]
+    freed_at: dict[int, tuple[str, ...]]
     host: int
     k: int
     dtype_bytes: int
@@ -165,13 +165,9 @@ def program_fingerprint(program: Program) -> str:
 
 
 def _rank_job(program: Program, module, x) -> _RankJob:
-    g = program.problem.graph
-    freed_at: dict[int, list[str]] = {}
-    for n in g.order:
-        freed_at.setdefault(g.last_use(n), []).append(n)
     return _RankJob(
         steps=program.steps,
-        freed_at=freed_at,
+        freed_at=program.problem.graph.free_schedule(),
         host=program.problem.host,
         k=program.problem.k,
         dtype_bytes=program.problem.dtype_bytes,
