@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..model.graph import OpNode
 from ..model.layouts import Region, halo_rows
 
-__all__ = ["weight_shard", "compute", "op_extra", "shard_elems", "KernelError"]
+__all__ = ["weight_shard", "module_tensors", "compute", "op_extra", "shard_elems", "KernelError"]
 
 
 class KernelError(RuntimeError):
@@ -54,7 +54,7 @@ class KernelError(RuntimeError):
 # -- weights ----------------------------------------------------------------------------
 
 
-def _module_tensors(op: OpNode, module: nn.Module) -> dict[str, Tensor]:
+def module_tensors(op: OpNode, module: nn.Module) -> dict[str, Tensor]:
     """The weight tensors of ``op``'s submodule (detached), by name."""
     if not op.module:
         return {}
@@ -77,40 +77,55 @@ def _module_tensors(op: OpNode, module: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def _select(t: Tensor, dim: int, idx: list[int]) -> Tensor:
-    return t.index_select(dim, torch.tensor(idx, dtype=torch.long))
+def _take(t: Tensor, dim: int, region: Region) -> Tensor:
+    """``region``'s channels of ``t`` along ``dim``: a view for one interval, else a copy (``index_select``)."""
+    if len(region.ch) == 1:
+        a, b = region.ch[0]
+        return t.narrow(dim, a, b - a)
+    return t.index_select(dim, torch.tensor(region.channel_indices(), dtype=torch.long))
 
 
-def weight_shard(op: OpNode, strategy: str, d: int, term, module: nn.Module, host: int = 0) -> dict[str, Tensor]:
+def weight_shard(
+    op: OpNode,
+    strategy: str,
+    d: int,
+    term,
+    module: nn.Module,
+    host: int = 0,
+    tensors: Mapping[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
     """The weight tensors device ``d`` holds for ``op`` under ``strategy``.
 
     ``term`` is the node's :class:`iopopt.compiler.NodeTerm` (its output and
     required distributions say which channels ``d`` owns); ``module`` is the
     traced model (or any module with the same qualified submodule names);
-    ``host`` is the cluster's host index. Rules (DESIGN.md §4): ``oc`` -- rows
-    of ``W`` and the bias slice; ``ic`` -- input-channel columns of ``W``, the
-    bias on the host only; ``rows``/``replicate`` -- everything; ``host`` --
-    everything on the host only; ``channel`` (depthwise conv, batchnorm) --
-    per-channel slices. An empty dict means ``d`` holds no weights.
+    ``host`` is the cluster's host index; ``tensors``, when given, are the
+    node's full weight tensors already looked up in ``module`` (callers that
+    shard one node for several devices look them up once). Rules (DESIGN.md
+    §4): ``oc`` -- rows of ``W`` and the bias slice; ``ic`` -- input-channel
+    columns of ``W``, the bias on the host only; ``rows``/``replicate`` --
+    everything; ``host`` -- everything on the host only; ``channel``
+    (depthwise conv, batchnorm) -- per-channel slices. An empty dict means
+    ``d`` holds no weights. A shard of one channel interval is a view of the
+    module's tensors (never written to), other shards are copies.
     """
     if op.kind not in ("conv", "dwconv", "linear", "bn"):
         return {}
-    full = _module_tensors(op, module)
+    full = module_tensors(op, module) if tensors is None else tensors
     if strategy == "host":
-        return full if d == host else {}
+        return dict(full) if d == host else {}
     if strategy in ("replicate", "rows"):
-        return full
+        return dict(full)
     if strategy == "oc" and op.kind in ("conv", "linear"):
         part = term.out.parts[d]
         if part is None:
             return {}
-        idx = part.channel_indices()
-        return {name: _select(t, 0, idx) for name, t in full.items()}
+        return {name: _take(t, 0, part) for name, t in full.items()}
     if strategy == "ic" and op.kind in ("conv", "linear"):
         part = term.required[0].parts[d]
         shard: dict[str, Tensor] = {}
         if part is not None:
-            shard["weight"] = _select(full["weight"], 1, part.channel_indices())
+            shard["weight"] = _take(full["weight"], 1, part)
         if d == host and "bias" in full:
             shard["bias"] = full["bias"]
         return shard
@@ -118,8 +133,7 @@ def weight_shard(op: OpNode, strategy: str, d: int, term, module: nn.Module, hos
         part = term.out.parts[d]
         if part is None:
             return {}
-        idx = part.channel_indices()
-        return {name: _select(t, 0, idx) for name, t in full.items()}
+        return {name: _take(t, 0, part) for name, t in full.items()}
     raise KernelError(f"node {op.name!r} ({op.kind}): no weight rule for strategy {strategy!r}")
 
 
