@@ -1,26 +1,27 @@
 """The simulated executor: run a compiled Program with torch, one process, k isolated devices.
 
 :class:`SimulatedExecutor` keeps one store (a dict) per device and runs the
-Program's steps in order. For every input of a step each device assembles
-what the step needs exactly as the step's :class:`~iopopt.compiler.Resharding`
-says -- local slicing of its own stored part plus the pieces that the
-``Transfer`` s copy out of other devices' stores, phase by phase -- then
-computes its output part with :mod:`iopopt.kernels` from its own buffers and
-its own weight shard, and stores it. A device reads only its own store: a
-missing or wrong message shows up as a wrong number.
+Program's steps in order. For every input of a step the devices' buffers are
+built by the assembler both executors share (:func:`iopopt.exec.assemble.assemble`)
+exactly as the step's :class:`~iopopt.compile.reshard.Resharding` says -- local
+slicing of each device's own stored part plus the pieces its transport copies
+out of other devices' stores, phase by phase -- then each device computes its
+output part with :mod:`iopopt.exec.kernels` from its own buffers and its own
+weight shard, and stores it. A device reads only its own store: a missing or
+wrong message shows up as a wrong number.
 
 While it runs, the executor measures what it actually does: every message
 (sender, receiver, element count × the problem's bytes per element), the bytes
-each device holds at every step (stored parts, staging buffers, current
-output) and the bytes of the weight shards it built. :func:`verify` compares
-those measurements with the cost model (:func:`iopopt.cost.memory_profile`,
-:meth:`iopopt.compiler.Program.messages`) and the output with the unsplit
-forward of the model.
+each device holds at every step (stored parts, the staging buffers the
+assembler allocated, current output) and the bytes of the weight shards it
+built. :func:`~iopopt.exec.verify.verify` compares those measurements with the
+cost model (:func:`iopopt.cost.memory.memory_profile`,
+:meth:`iopopt.compile.program.Program.messages`) and the output with the
+unsplit forward of the model.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -28,9 +29,9 @@ from torch import Tensor, nn
 
 from ..compile.program import Program, Step
 from ..compile.reshard import Resharding
-from ..model.layouts import Region
 from . import kernels
-from .regions import dense_shape, read_region, region_index, write_region
+from .assemble import assemble
+from .regions import dense_shape
 
 __all__ = ["Faults", "MessageRecord", "ExecutionTrace", "SimulatedExecutor"]
 
@@ -82,6 +83,33 @@ class ExecutionTrace:
         return [max((h[d] for h in self.held), default=0) for d in range(k)]
 
 
+class _InProcess:
+    """The simulated transport: pieces copied between in-process stores, every message recorded.
+
+    One per step: ``drop`` (``Faults.drop_message``) counts the step's
+    transfers in program order over all its inputs and phases.
+    """
+
+    def __init__(self, node: str, drop: tuple[str, int] | None, dtype_bytes: int, messages: list):
+        self.node = node
+        self.drop = drop[1] if drop is not None and drop[0] == node else None
+        self.dtype_bytes = dtype_bytes
+        self.messages = messages
+        self.count = 0
+
+    def exchange(self, phase, transfers, read) -> dict[int, Tensor | None]:
+        got: dict[int, Tensor | None] = {}
+        for j, t in enumerate(transfers):
+            i, self.count = self.count, self.count + 1
+            if i == self.drop:
+                got[j] = None
+                continue
+            piece = read(t)  # a view of the sender's part: the assembler copies it into the receiver's buffer
+            self.messages.append(MessageRecord(self.node, t.src, t.dst, piece.numel() * self.dtype_bytes))
+            got[j] = piece
+        return got
+
+
 class SimulatedExecutor:
     """Run Programs of ``problem`` with the real weights of ``module``, one process, k isolated stores.
 
@@ -98,6 +126,7 @@ class SimulatedExecutor:
         ``problem.dtype_bytes`` per element, whatever ``dtype`` is.
     faults : Faults, optional
         Deliberate faults for tests.
+
     """
 
     def __init__(self, problem, module: nn.Module, dtype: torch.dtype = torch.float64, faults: Faults | None = None):
@@ -106,120 +135,15 @@ class SimulatedExecutor:
         self.dtype = dtype
         self.faults = faults or Faults()
 
-    # -- resharding -----------------------------------------------------------------------
-    def _assemble(self, res: Resharding, name: str, src_name: str, stores, staging, messages, counter) -> list:
-        """Per device, the buffer of ``res.dst`` region for the consumer (None where it needs nothing)."""
+    def _assemble(self, res: Resharding, name: str, src_name: str, stores, staging, transport) -> list:
+        """Per device, the buffer of ``res.dst`` for the consumer (None where it needs nothing)."""
         k = self.problem.k
-        nb = self.problem.dtype_bytes
-        src, dst = res.src, res.dst
-        shape = src.shape
-        mine = [stores[d].get(src_name) for d in range(k)]
-        for d in range(k):
-            if src.parts[d] is not None and mine[d] is None:
-                raise RuntimeError(f"device {d} lost its part of {src_name!r} before step {name!r}")
-
-        def deliver(t, read_from: list, read_regions: list) -> Tensor | None:
-            i = counter[0]
-            counter[0] += 1
-            if self.faults.drop_message == (name, i):
-                return None
-            held = read_regions[t.src]
-            if held is None or read_from[t.src] is None:
-                raise RuntimeError(f"step {name!r}: device {t.src} must send {t.region} but holds nothing")
-            piece = read_region(read_from[t.src], held, t.region)
-            messages.append(MessageRecord(name, t.src, t.dst, piece.numel() * nb))
-            return piece
-
-        out: list = [None] * k
-        if dst.kind == "P":  # P → P: every holder reads its stored partial
-            if src.kind != "P":
-                raise RuntimeError(f"step {name!r}: a partial input cannot come from layout {src.kind}")
-            return list(mine)
-        if src.kind != "P":
-            for d in range(k):
-                r = dst.parts[d]
-                if r is not None and src.parts[d] == r:
-                    out[d] = mine[d]  # identity
-            for phase in res.phases:
-                for t in phase:
-                    if out[t.dst] is None:
-                        out[t.dst] = self._staging(shape, dst.parts[t.dst], d=t.dst, staging=staging, fill=math.nan)
-                        own = src.parts[t.dst]
-                        inter = own.intersect(dst.parts[t.dst]) if own is not None else None
-                        if inter is not None:
-                            write_region(out[t.dst], dst.parts[t.dst], inter, read_region(mine[t.dst], own, inter))
-                    piece = deliver(t, mine, src.parts)
-                    if piece is not None:
-                        write_region(out[t.dst], dst.parts[t.dst], t.region, piece)
-            for d in range(k):  # devices that need no message: local slicing
-                r = dst.parts[d]
-                if r is not None and out[d] is None:
-                    own = src.parts[d]
-                    if r.is_empty():  # a window wholly in the padding needs no real row
-                        out[d] = self._staging(shape, r, d=d, staging=staging, fill=math.nan)
-                        continue
-                    if own is None or not own.contains(r):
-                        raise RuntimeError(f"step {name!r}: device {d} needs {r} of {src_name!r} and receives nothing")
-                    out[d] = self._staging(shape, r, d=d, staging=staging, fill=math.nan)
-                    out[d].copy_(read_region(mine[d], own, r))
-            return out
-
-        # partial sums: reduce (phase 1), and for P → R an all-gather of the reduced blocks (phase 2)
-        if dst.kind == "R":
-            phases = list(res.phases)
-            gather = phases[-1] if phases else ()
-            reduce = phases[0] if len(phases) == 2 else ()
-            blocks: dict[int, Region] = {}
-            for t in reduce:
-                blocks[t.dst] = t.region
-            for t in gather:
-                blocks[t.src] = t.region
-            if not phases:  # a single device: its partial is the whole sum
-                for d in range(k):
-                    if dst.parts[d] is not None and src.parts[d] is not None:
-                        blocks[d] = dst.parts[d]
-            for d in range(k):
-                if dst.parts[d] is not None:
-                    out[d] = self._staging(shape, dst.parts[d], d=d, staging=staging, fill=math.nan)
-            for d, r in blocks.items():
-                out[d][region_index(dst.parts[d], r, len(shape))] = 0.0
-                if src.parts[d] is not None:
-                    write_region(out[d], dst.parts[d], r, read_region(mine[d], src.parts[d], r), accumulate=True)
-            for t in reduce:
-                piece = deliver(t, mine, src.parts)
-                if piece is not None:
-                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
-            # phase 2 reads what the devices hold now: their reduced blocks in their staging buffers
-            # (a receiver writes only other devices' blocks, so reading the live buffers is exact)
-            now = [out[d] if d in blocks else None for d in range(k)]
-            now_regions = [dst.parts[d] if d in blocks else None for d in range(k)]
-            for t in gather:
-                if now_regions[t.src] is None or not blocks[t.src].contains(t.region):
-                    raise RuntimeError(f"step {name!r}: device {t.src} sends {t.region} it has not reduced")
-                piece = deliver(t, now, now_regions)
-                if piece is not None:
-                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece)
-            return out
-        for d in range(k):
-            r = dst.parts[d]
-            if r is None:
-                continue
-            out[d] = self._staging(shape, r, d=d, staging=staging, fill=0.0)
-            if src.parts[d] is not None:
-                write_region(out[d], r, r, read_region(mine[d], src.parts[d], r), accumulate=True)
-        for phase in res.phases:
-            for t in phase:
-                if dst.parts[t.dst] is None:
-                    raise RuntimeError(f"step {name!r}: device {t.dst} receives a partial it does not need")
-                piece = deliver(t, mine, src.parts)
-                if piece is not None:
-                    write_region(out[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
-        return out
-
-    def _staging(self, shape, region: Region, d: int, staging, fill: float) -> Tensor:
-        buf = torch.full(dense_shape(shape, region), fill, dtype=self.dtype)
-        staging[d].append(buf)
-        return buf
+        devices = range(k)
+        stored = {d: stores[d].get(src_name) for d in devices}
+        got = assemble(res, devices, stored, transport, self.dtype, name, src_name)
+        for d, bufs in got.allocated.items():
+            staging[d].extend(bufs)
+        return [got.buffers[d] for d in devices]
 
     # -- running --------------------------------------------------------------------------
     def run(self, program: Program, x: Tensor, observer=None) -> ExecutionTrace:
@@ -234,11 +158,7 @@ class SimulatedExecutor:
         g = problem.graph
         k, host, nb = problem.k, problem.host, problem.dtype_bytes
         stores: list[dict[str, Tensor]] = [dict() for _ in range(k)]
-        last_use = {n: g.last_use(n) for n in g.order}
-        freed_at: dict[int, list[str]] = {}
-        for n, p in last_use.items():
-            if n != self.faults.leak:
-                freed_at.setdefault(p, []).append(n)
+        freed_at = g.free_schedule(keep=(self.faults.leak,))
         messages: list[MessageRecord] = []
         held_steps: list[list[int]] = []
         weights = [0] * k
@@ -247,10 +167,9 @@ class SimulatedExecutor:
         for p, step in enumerate(program.steps):
             op, name = step.op, step.op.name
             staging: list[list[Tensor]] = [[] for _ in range(k)]
-            counter = [0]
+            transport = _InProcess(name, self.faults.drop_message, nb, messages)
             bufs = [
-                self._assemble(res, name, src, stores, staging, messages, counter)
-                for res, src in zip(step.inputs, op.inputs)
+                self._assemble(res, name, src, stores, staging, transport) for res, src in zip(step.inputs, op.inputs)
             ]
             outs: list[Tensor | None] = [None] * k
             node_w = [0] * k

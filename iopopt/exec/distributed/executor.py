@@ -7,11 +7,13 @@ from the module it receives, which it then drops), and for every step of the
 Program, for every input resharding, phase by phase, it posts ``dist.isend``
 for the :class:`~iopopt.compiler.Transfer` s it sends and ``dist.irecv`` for
 those it receives (tag = the transfer's index in program order, so every
-message is matched by (sender, receiver, tag)), waits for all of them,
-assembles its input buffer exactly as the simulated executor does (local
-slicing of its own stored part, received pieces written or -- for partial sums
--- accumulated in transfer order), computes its output part with
-:func:`iopopt.kernels.compute` and frees every tensor after its last use.
+message is matched by (sender, receiver, tag)), waits for all of them, and
+builds its input buffer with the assembler the simulated executor uses too
+(:func:`iopopt.exec.assemble.assemble`: local slicing of its own stored part,
+received pieces written or -- for partial sums -- accumulated in transfer
+order; only the transport differs), computes its output part with
+:func:`iopopt.kernels.compute` and frees every tensor after its last use
+(:meth:`iopopt.model.graph.OpGraph.free_schedule`).
 
 Receives are posted in their own step and phase (``prepost=True`` posts the
 receives of step p+1 when step p starts; an experiment, off by default).

@@ -1,8 +1,11 @@
-"""One rank of a distributed run: its weight shards, the per-step exchange over gloo, assembly and compute."""
+"""One rank of a distributed run: its weight shards, the per-step exchange over gloo, and compute.
+
+Input buffers are built by the assembler the simulated executor uses too
+(:func:`iopopt.exec.assemble.assemble`), with this rank's gloo transport.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
@@ -13,7 +16,8 @@ from torch import Tensor
 
 from ...compile.reshard import Resharding
 from .. import kernels
-from ..regions import dense_shape, read_region, region_index, write_region
+from ..assemble import assemble
+from ..regions import dense_shape
 from .types import Fault, RankStats, StepTime, _RankJob, _Settings, _Where
 
 __all__: list[str] = []
@@ -79,7 +83,10 @@ class _RankRunner:
     def _exchange(self, phase, base: int, shape, read: Callable) -> dict[int, Tensor]:
         """Post this rank's sends and receives of one phase, wait for all; received pieces by transfer index.
 
-        A receive already posted ahead (:meth:`_prepost`) is reused.
+        ``read(t)`` gives the piece of a transfer this rank sends (a view of
+        its stored part or reduced block, which nothing writes before the
+        waits below return). A receive already posted ahead (:meth:`_prepost`)
+        is reused.
         """
         dist, r = self.dist, self.rank
         works, keep = [], []
@@ -118,95 +125,12 @@ class _RankRunner:
                         buf = torch.empty(dense_shape(shape, t.region), dtype=self.dtype)
                         self._posted[base + j] = (dist.irecv(buf, t.src, tag=base + j), buf)
 
-    def _staging(self, shape, region, fill: float) -> Tensor:
-        return torch.full(dense_shape(shape, region), fill, dtype=self.dtype)
-
     def _assemble(self, p: int, i: int, res: Resharding, src_name: str, stores: dict) -> Tensor | None:
-        """This rank's buffer of ``res.dst`` (None where it needs nothing); mirrors SimulatedExecutor._assemble."""
+        """This rank's buffer of ``res.dst`` (None where it needs nothing), by the shared assembler."""
         r = self.rank
-        src, dst = res.src, res.dst
-        shape = src.shape
-        own, need = src.parts[r], dst.parts[r]
-        mine = stores.get(src_name)
-        if own is not None and mine is None:
-            raise RuntimeError(f"rank {r} lost its part of {src_name!r} before step {self.job.steps[p].op.name!r}")
-        tags = self.tags[(p, i)]
+        transport = _Gloo(self, self.tags[(p, i)], res.src.shape)
         name = self.job.steps[p].op.name
-
-        def read_own(t):
-            if own is None or mine is None:
-                raise RuntimeError(f"step {name!r}: rank {r} must send {t.region} of {src_name!r} but holds nothing")
-            return read_region(mine, own, t.region)
-
-        if dst.kind == "P":  # P → P: every holder reads its stored partial
-            if src.kind != "P":
-                raise RuntimeError(f"step {name!r}: a partial input cannot come from layout {src.kind}")
-            return mine
-        if src.kind != "P":
-            out = mine if (need is not None and own == need) else None
-            for ph, phase in enumerate(res.phases):
-                if need is not None and out is None and any(t.dst == r for t in phase):
-                    out = self._staging(shape, need, math.nan)
-                    inter = own.intersect(need) if own is not None else None
-                    if inter is not None:
-                        write_region(out, need, inter, read_region(mine, own, inter))
-                got = self._exchange(phase, tags[ph], shape, read_own)
-                for j in sorted(got):
-                    write_region(out, need, phase[j].region, got[j])
-            if need is not None and out is None:  # local slicing
-                if own is None or not own.contains(need):
-                    raise RuntimeError(f"step {name!r}: rank {r} needs {need} of {src_name!r} and receives nothing")
-                out = self._staging(shape, need, math.nan)
-                out.copy_(read_region(mine, own, need))
-            return out
-
-        if dst.kind == "R":  # reduce-scatter (phase 1) then all-gather of the reduced blocks (phase 2)
-            phases = list(res.phases)
-            gather = phases[-1] if phases else ()
-            reduce = phases[0] if len(phases) == 2 else ()
-            blocks = {}
-            for t in reduce:
-                blocks[t.dst] = t.region
-            for t in gather:
-                blocks[t.src] = t.region
-            if not phases:
-                for d in range(self.job.k):
-                    if dst.parts[d] is not None and src.parts[d] is not None:
-                        blocks[d] = dst.parts[d]
-            out = self._staging(shape, need, math.nan) if need is not None else None
-            if r in blocks:
-                block = blocks[r]
-                out[region_index(need, block, len(shape))] = 0.0
-                if own is not None:
-                    write_region(out, need, block, read_region(mine, own, block), accumulate=True)
-            if reduce:
-                got = self._exchange(reduce, tags[0], shape, read_own)
-                for j in sorted(got):
-                    write_region(out, need, reduce[j].region, got[j], accumulate=True)
-            if gather:
-
-                def read_reduced(t):
-                    if r not in blocks or not blocks[r].contains(t.region):
-                        raise RuntimeError(f"step {name!r}: rank {r} sends {t.region} it has not reduced")
-                    return read_region(out, need, t.region)
-
-                got = self._exchange(gather, tags[-1], shape, read_reduced)
-                for j in sorted(got):
-                    write_region(out, need, gather[j].region, got[j])
-            return out
-        # P → H / C / S: reduce (or reduce-scatter) into zeros, in transfer order
-        out = None
-        if need is not None:
-            out = self._staging(shape, need, 0.0)
-            if own is not None:
-                write_region(out, need, need, read_region(mine, own, need), accumulate=True)
-        for ph, phase in enumerate(res.phases):
-            got = self._exchange(phase, tags[ph], shape, read_own)
-            for j in sorted(got):
-                if out is None:
-                    raise RuntimeError(f"step {name!r}: rank {r} receives a partial it does not need")
-                write_region(out, need, phase[j].region, got[j], accumulate=True)
-        return out
+        return assemble(res, (r,), {r: stores.get(src_name)}, transport, self.dtype, name, src_name).buffers[r]
 
     # -- one inference --------------------------------------------------------------------------
     def infer(self, x: Tensor | None, inference: int):
@@ -316,6 +240,18 @@ class _RankRunner:
             weight_bytes=self.weight_bytes,
         )
         return stats, output
+
+
+class _Gloo:
+    """The distributed transport of one input resharding: ``dist.isend`` / ``dist.irecv``, tags by phase base."""
+
+    def __init__(self, runner: _RankRunner, bases: list[int], shape):
+        self.runner = runner
+        self.bases = bases
+        self.shape = shape
+
+    def exchange(self, phase, transfers, read) -> dict[int, Tensor | None]:
+        return self.runner._exchange(transfers, self.bases[phase], self.shape, read)
 
 
 def _inject(fault: Fault) -> None:
