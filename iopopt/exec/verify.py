@@ -23,7 +23,7 @@ from ..model.layouts import full_region
 from .regions import read_region
 from .simulated import ExecutionTrace, Faults, SimulatedExecutor
 
-__all__ = ["VerifyReport", "DEFAULT_RTOL", "OutputCheck", "check_output", "default_input", "verify"]
+__all__ = ["VerifyReport", "DEFAULT_RTOL", "OutputCheck", "check_output", "converted_copy", "default_input", "verify"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,23 @@ def default_input(graph, seed: int = 0) -> Tensor:
     """The input every executor draws when given none: standard normal, float64, ``Generator().manual_seed(seed)``."""
     shape = graph[graph.input_name].out_shape
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def converted_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A deep copy of ``module`` in eval mode, its floating-point parameters and buffers in ``dtype``.
+
+    The same as ``copy.deepcopy(module).to(dtype).eval()``, but every tensor is
+    copied once, converted on the way (not copied, then converted); the
+    caller's module is not touched.
+    """
+    memo: dict[int, object] = {}
+    for t in (*module.parameters(), *module.buffers()):
+        if id(t) in memo:
+            continue
+        c = t.detach()
+        c = c.to(dtype, copy=True) if c.is_floating_point() else c.clone()
+        memo[id(t)] = nn.Parameter(c, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else c
+    return copy.deepcopy(module, memo).eval()
 
 
 @dataclass(frozen=True)
@@ -238,7 +255,7 @@ def verify(
     if x is None:
         x = default_input(problem.graph, seed)
     x = x.to(dtype)
-    model = copy.deepcopy(module).to(dtype).eval()
+    model = converted_copy(module, dtype)
     with torch.no_grad():
         ref = model(x)
         trace = SimulatedExecutor(problem, model, dtype=dtype, faults=faults).run(program, x)

@@ -62,7 +62,6 @@ Command line (one rank per host, or all ranks locally)::
 
 from __future__ import annotations
 
-import copy
 import os
 import statistics
 from collections.abc import Sequence
@@ -73,7 +72,7 @@ from torch import Tensor, nn
 
 from ...compile.program import Program, compile_plan
 from ...model.problem import Plan
-from ..verify import DEFAULT_RTOL, check_output, default_input
+from ..verify import DEFAULT_RTOL, check_output, converted_copy, default_input
 from .launcher import _init_group, _resolve_ifname, _timeout_hint, launch
 from .rank import _run_jobs_on_rank
 from .types import DistributedError, DistributedTrace, Fault, Job, RankStats, _rank_job, _RankJob, _Settings, _Where
@@ -357,7 +356,7 @@ def check_trace(program: Program, trace: DistributedTrace, module: nn.Module, x:
     rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
     if x is None:
         x = default_input(program.problem.graph, seed)
-    model = copy.deepcopy(module).to(dtype).eval()
+    model = converted_copy(module, dtype)
     with torch.no_grad():
         ref = model(x.to(dtype))
     check = check_output(trace.output, ref, rtol)
