@@ -64,9 +64,10 @@ def read_region(part: Tensor, held: Region, sub: Region) -> Tensor:
     it, must copy it; the executors only ever copy it into a buffer of their
     own (or onto the wire).
     """
-    if not held.contains(sub):
-        raise RuntimeError(f"a device asked to send {sub} holds only {held}")
-    idx = region_index(held, sub, part.dim())
+    try:
+        idx = region_index(held, sub, part.dim())  # checks that ``sub`` lies inside ``held``
+    except RuntimeError:
+        raise RuntimeError(f"a device asked to send {sub} holds only {held}") from None
     if isinstance(idx[1], Tensor):
         return part.index_select(1, idx[1])[(slice(None), slice(None)) + idx[2:]]
     return part[idx]
