@@ -97,7 +97,7 @@ def setup(src: Dist, seed: int = 0):
 
 
 class Local:
-    """Every device in this process: pieces copied from the sender's read; ``drop`` loses one transfer."""
+    """Every device in this process: pieces handed over as the sender reads them; ``drop`` loses one transfer."""
 
     def __init__(self, drop=None):
         self.drop, self.n = drop, 0
@@ -105,7 +105,7 @@ class Local:
     def exchange(self, phase, transfers, read):
         got = {}
         for j, t in enumerate(transfers):
-            got[j] = None if self.n == self.drop else read(t).clone()
+            got[j] = None if self.n == self.drop else read(t)
             self.n += 1
         return got
 
@@ -146,8 +146,11 @@ def check(res, stored, bufs, allocated, full, devices):
         assert sum(t.numel() for t in allocated.get(d, [])) * B == res.staging_bytes[d]
         if res.staging_bytes[d] == 0 and not need.is_empty():
             assert buf is stored[d]  # identity: the stored part as is
-        for t in allocated.get(d, []):  # a staging buffer never shares memory with a stored part
-            assert all(t.untyped_storage().data_ptr() != s.untyped_storage().data_ptr() for s in stored.values())
+        whole = res.src.parts[d] is None and [t.region for t in res.transfers if t.dst == d] == [need]
+        for t in allocated.get(d, []):
+            # a staging buffer never shares memory with a stored part, unless it is a piece received whole
+            shared = [e for e, s in stored.items() if t.untyped_storage().data_ptr() == s.untyped_storage().data_ptr()]
+            assert not shared or (whole and d not in shared), (d, shared)
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -18,8 +18,9 @@ Buffers, per layout pair (DESIGN §3):
   reads its stored part as is (no buffer);
 * **non-partial → non-partial** -- a staging buffer holding the needed
   region, written by local slicing of the device's own part and by the pieces
-  it receives, in transfer order; a window wholly in the padding gets an empty
-  buffer;
+  it receives, in transfer order (a device that holds nothing of the tensor
+  and receives its whole region in one piece uses that piece as its buffer);
+  a window wholly in the padding gets an empty buffer;
 * **P → P** -- every holder reads its stored partial;
 * **P → H / C / S** (reduce, reduce-scatter) -- the device's own partial of
   its region plus the received partials, added in transfer order;
@@ -36,12 +37,14 @@ deliver has its region set to NaN instead. Sums start from the device's own
 partial (or zeros when it holds none), so a missing partial leaves its term
 out.
 
-Aliasing: the buffers returned are either a device's own stored part
-(identity, P → P) or fresh tensors allocated here; pieces are read as views of
-the sender's stored part (or, for the all-gather, of its reduced block) and
-only ever copied into a fresh buffer or onto the wire. Nothing here writes
-into a stored tensor, and the executors never write into a buffer or a stored
-tensor in place, so views are safe.
+Aliasing: pieces are read as views of the sender's stored part (or, for the
+all-gather, of its reduced block). The buffers returned are a device's own
+stored part (identity, P → P), a fresh tensor allocated here, or a piece used
+whole -- in the simulated executor a view of the sender's stored part, in the
+distributed one the receive buffer. Writes go only into buffers allocated
+here, while they are assembled; nothing writes into a stored part, and the
+executors never write into a buffer or a stored part in place afterwards (the
+kernels build new tensors), so the views are safe.
 """
 
 from __future__ import annotations
@@ -84,8 +87,9 @@ class Assembly:
     """What :func:`assemble` built for the local devices.
 
     ``buffers[d]``: device d's buffer of the consumer's region (None where it
-    needs nothing); ``allocated[d]``: the staging buffers allocated for d
-    (what it holds beyond its store, for the memory accounting).
+    needs nothing); ``allocated[d]``: the staging buffers d holds for it
+    beyond its store -- allocated here, or a received piece used whole (what
+    the memory accounting counts).
     """
 
     buffers: dict[int, Tensor | None]
@@ -215,6 +219,8 @@ class _Context:
                         f"step {self.step!r}: device {d} needs {need} of {self.tensor!r} and receives nothing"
                     )
                 buf = self._slice(d, need)  # local slicing (or an empty window wholly in the padding)
+            elif own is None and len(pieces[d]) == 1 and pieces[d][0][0] == need and pieces[d][0][1] is not None:
+                buf = pieces[d][0][1]  # one piece is the whole buffer: used as received, not copied
             else:
                 inter = own.intersect(need) if own is not None else None
                 mine = [inter] if inter is not None else []
@@ -286,22 +292,31 @@ class _Context:
     # -- P → H / C / S: reduce (or reduce-scatter) in transfer order -------------------------------
     def reduce(self) -> Assembly:
         src, dst = self.res.src, self.res.dst
-        out = Assembly({})
+        terms: dict[int, list[tuple[Region, Tensor]]] = {}
         for d in self.devices:
             need = dst.parts[d]
-            if need is None:
-                out.buffers[d] = None
-                continue
-            if src.parts[d] is not None:
-                buf = self._slice(d, need)
-            else:
-                buf = torch.zeros(dense_shape(src.shape, need), dtype=self.dtype)
-            out.buffers[d] = buf
-            out.allocated[d] = [buf]
+            if need is not None and src.parts[d] is not None:
+                terms[d] = [(need, read_region(self.stored[d], src.parts[d], need))]
+            elif need is not None:
+                terms[d] = []
         for ph in range(len(self.res.phases)):
             for t, piece in self._receive(ph, self._read_stored):
-                if out.buffers.get(t.dst) is None:
+                if t.dst not in terms:
                     raise RuntimeError(f"step {self.step!r}: device {t.dst} receives a partial it does not need")
                 if piece is not None:
-                    write_region(out.buffers[t.dst], dst.parts[t.dst], t.region, piece, accumulate=True)
+                    terms[t.dst].append((t.region, piece))
+        out = Assembly({d: None for d in self.devices})
+        for d, ts in terms.items():
+            need = dst.parts[d]
+            whole = [p for r, p in ts if r == need]
+            if len(whole) == len(ts) >= 2:  # the first two terms added into the new buffer, the others onto it
+                buf = torch.add(whole[0], whole[1])
+                for p in whole[2:]:
+                    buf.add_(p)
+            else:
+                buf = torch.zeros(dense_shape(src.shape, need), dtype=self.dtype)
+                for r, p in ts:
+                    write_region(buf, need, r, p, accumulate=True)
+            out.buffers[d] = buf
+            out.allocated[d] = [buf]
         return out
