@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -256,10 +257,21 @@ _WEIGHTED = ("conv", "dwconv", "linear", "bn")
 
 
 def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
-    """``a`` and ``b`` hold the same values, bit for bit (NaN never equals anything)."""
+    """``a`` and ``b`` hold the same bits (same shape and dtype): a kernel gives them the same output."""
     if a is None or b is None:
         return a is b
-    return a is b or (a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b)))
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
+        return True  # the same memory (e.g. one piece delivered whole to two devices)
+    # compared as raw bytes (a memcmp-speed scan; torch.equal is several times slower and compares values)
+    x = a.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    y = b.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    if x.size % 8 == 0:
+        x, y = x.view(np.int64), y.view(np.int64)
+    return bool(np.array_equal(x, y))
 
 
 def _same_computation(done, inputs, in_regions, region, shard) -> Tensor | None:
