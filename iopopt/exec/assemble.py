@@ -7,8 +7,9 @@ the producer's distribution ``src`` into the one the consumer needs, ``dst``.
 the simulated executor, its own rank in the distributed one -- from their own
 stored parts only, and a *transport* that moves the pieces:
 
-* the simulated executor's copies pieces between in-process stores and
-  records every message (:class:`iopopt.exec.simulated.SimulatedExecutor`);
+* the simulated executor's hands each piece over from the sender's store
+  to the receiver and records every message
+  (:class:`iopopt.exec.simulated.SimulatedExecutor`);
 * the distributed executor's posts ``dist.isend`` / ``dist.irecv`` and waits
   (:mod:`iopopt.exec.distributed.rank`).
 

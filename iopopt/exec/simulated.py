@@ -85,7 +85,7 @@ class ExecutionTrace:
 
 
 class _InProcess:
-    """The simulated transport: pieces copied between in-process stores, every message recorded.
+    """The simulated transport: pieces handed over from the sender's store, every message recorded.
 
     One per step: ``drop`` (``Faults.drop_message``) counts the step's
     transfers in program order over all its inputs and phases.
@@ -105,7 +105,7 @@ class _InProcess:
             if i == self.drop:
                 got[j] = None
                 continue
-            piece = read(t)  # a view of the sender's part: the assembler copies it into the receiver's buffer
+            piece = read(t)  # a view of the sender's part: the receiver copies it into its buffer, or keeps it whole
             self.messages.append(MessageRecord(self.node, t.src, t.dst, piece.numel() * self.dtype_bytes))
             got[j] = piece
         return got
