@@ -9,7 +9,7 @@ by hand (tests do) or by any front end.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -182,7 +182,7 @@ class OpGraph:
         cons = self._consumers[name]
         return max((self.position[c] for c, _ in cons), default=self.position[name])
 
-    def free_schedule(self, keep=()) -> dict[int, tuple[str, ...]]:
+    def free_schedule(self, keep: Collection[str | None] = ()) -> dict[int, tuple[str, ...]]:
         """When each tensor is freed: position p → the nodes whose output goes once step p has run.
 
         A node's output is freed after its last consumer (:meth:`last_use`),
