@@ -169,6 +169,7 @@ class SimulatedExecutor:
         g = problem.graph
         k, host, nb = problem.k, problem.host, problem.dtype_bytes
         stores: list[dict[str, Tensor]] = [dict() for _ in range(k)]
+        stored_elems = [0] * k  # elements of the tensors in each store, kept as they come and go
         freed_at = g.free_schedule(keep=(self.faults.leak,))
         messages: list[MessageRecord] = []
         held_steps: list[list[int]] = []
@@ -202,17 +203,19 @@ class SimulatedExecutor:
             # what each device holds now: its store, its staging buffers, the step's output part
             held = []
             for d in range(k):
-                b = sum(t.numel() for t in stores[d].values())
-                b += sum(t.numel() for t in staging[d])
+                b = stored_elems[d] + sum(t.numel() for t in staging[d])
                 b += outs[d].numel() if outs[d] is not None else 0
                 held.append(b * nb)
             held_steps.append(held)
             for d in range(k):
                 if outs[d] is not None:
                     stores[d][name] = outs[d]
+                    stored_elems[d] += outs[d].numel()
             for gone in freed_at.get(p, ()):
                 for d in range(k):
-                    stores[d].pop(gone, None)
+                    t = stores[d].pop(gone, None)
+                    if t is not None:
+                        stored_elems[d] -= t.numel()
             del staging, bufs
         return ExecutionTrace(result, messages, held_steps, weights, per_node)
 
