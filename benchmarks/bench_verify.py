@@ -24,7 +24,8 @@ from _machine import machine, median
 
 import iopopt
 from iopopt import Cluster, Device, Problem, plans, zoo
-from iopopt.exec.verify import converted_copy, default_input
+from iopopt.exec.convert import converted_copy
+from iopopt.exec.verify import default_input
 from iopopt.network import SwitchedNetwork
 
 TARGET = {torch.float32: 3.0, torch.float64: 5.0}

@@ -110,6 +110,42 @@ def test_verify_leaves_the_module_alone(tiny):
     assert all(after[n].dtype == before[n].dtype and torch.equal(after[n], before[n]) for n in before)
 
 
+class _Odd(nn.Module):
+    """A shared submodule, a list attribute, a plain tensor attribute, an int buffer, a frozen parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.again = self.conv
+        self.scales = [1.0, 2.0]
+        self.offset = torch.tensor(0.5)
+        self.register_buffer("count", torch.tensor(3))
+        self.gain = nn.Parameter(torch.tensor(1.5), requires_grad=False)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.again(x)) * self.gain * self.scales[1] + self.offset
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_converted_copy_is_a_converted_deep_copy(tiny, dtype):
+    from iopopt.exec.convert import converted_copy
+
+    x = torch.randn(2, 3, 6, 5, generator=torch.Generator().manual_seed(1))
+    for module in (_Odd().train(), torch.fx.symbolic_trace(tiny["tiny_chain"][0]), tiny["tiny_residual"][0]):
+        got, want = converted_copy(module, dtype), copy.deepcopy(module).to(dtype).eval()
+        assert not got.training and not any(m.training for m in got.modules())
+        assert [type(m).__name__ for m in got.modules()] == [type(m).__name__ for m in want.modules()]
+        assert all(a is not b for a, b in zip(got.modules(), module.modules()))
+        sd, ref = got.state_dict(), want.state_dict()
+        assert sd.keys() == ref.keys() and all(sd[k].dtype == ref[k].dtype and torch.equal(sd[k], ref[k]) for k in sd)
+        assert all(b.data_ptr() != o.data_ptr() for b, o in zip(got.buffers(), module.buffers()) if b.numel())
+        if isinstance(module, _Odd):
+            assert got.again is got.conv and got.scales == [1.0, 2.0] and got.scales is not module.scales
+            with torch.no_grad():
+                assert torch.equal(got(x.to(dtype)), want(x.to(dtype)))
+
+
 def test_deterministic_input_and_explicit_input(tiny):
     module, shape = tiny["tiny_chain"]
     problem = problem_of(module, shape, 2)

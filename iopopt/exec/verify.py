@@ -20,10 +20,11 @@ from torch import Tensor, nn
 from ..compile.program import Program, compile_plan
 from ..cost.memory import memory_profile
 from ..model.layouts import full_region
+from .convert import converted_copy
 from .regions import read_region
 from .simulated import ExecutionTrace, Faults, SimulatedExecutor
 
-__all__ = ["VerifyReport", "DEFAULT_RTOL", "OutputCheck", "check_output", "converted_copy", "default_input", "verify"]
+__all__ = ["VerifyReport", "DEFAULT_RTOL", "OutputCheck", "check_output", "default_input", "verify"]
 
 
 @dataclass(frozen=True)
@@ -72,32 +73,6 @@ def default_input(graph, seed: int = 0) -> Tensor:
     """The input every executor draws when given none: standard normal, float64, ``Generator().manual_seed(seed)``."""
     shape = graph[graph.input_name].out_shape
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def converted_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A copy of ``module`` in eval mode, its floating-point parameters and buffers in ``dtype``.
-
-    What ``copy.deepcopy(module).to(dtype).eval()`` gives, without its double
-    work: every module is copied, every buffer copied once (converted on the
-    way), every parameter converted once -- and a parameter already in
-    ``dtype`` is not copied at all: the copy's parameter shares its storage,
-    read only (verification runs the model in eval mode under ``no_grad`` and
-    only ever reads or slices weights). Buffers are always copied, since some
-    modules update buffers in their forward. The caller's module is not
-    touched.
-    """
-    memo: dict[int, object] = {}
-    for t in module.parameters():
-        if id(t) not in memo:
-            c = t.detach()
-            if c.is_floating_point() and c.dtype != dtype:
-                c = c.to(dtype)
-            memo[id(t)] = nn.Parameter(c, requires_grad=t.requires_grad)
-    for t in module.buffers():
-        if id(t) not in memo:
-            c = t.detach()
-            memo[id(t)] = c.to(dtype, copy=True) if c.is_floating_point() else c.clone()
-    return copy.deepcopy(module, memo).eval()
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,8 @@ from torch import Tensor, nn
 
 from ...compile.program import Program, compile_plan
 from ...model.problem import Plan
-from ..verify import DEFAULT_RTOL, check_output, converted_copy, default_input
+from ..convert import converted_copy
+from ..verify import DEFAULT_RTOL, check_output, default_input
 from .launcher import _init_group, _resolve_ifname, _timeout_hint, launch
 from .rank import _run_jobs_on_rank
 from .types import DistributedError, DistributedTrace, Fault, Job, RankStats, _rank_job, _RankJob, _Settings, _Where
