@@ -219,7 +219,8 @@ class DistributedExecutor:
         if self.k is not None and self.k != k:
             raise ValueError(f"DistributedExecutor(k={self.k}) cannot run programs compiled for {k} devices")
         rank_jobs = [
-            _rank_job(j.program, j.module, default_input(j.program.problem.graph, seed) if j.x is None else j.x) for j in jobs
+            _rank_job(j.program, j.module, default_input(j.program.problem.graph, seed) if j.x is None else j.x)
+            for j in jobs
         ]
         settings = self._settings()
         if self.external:
@@ -351,8 +352,15 @@ def expected_bytes(program: Program) -> tuple[int, ...]:
     return tuple(out)
 
 
-def check_trace(program: Program, trace: DistributedTrace, module: nn.Module, x: Tensor | None = None,
-                seed: int = 0, dtype: torch.dtype = torch.float64, rtol: float | None = None) -> DistributedVerifyReport:
+def check_trace(
+    program: Program,
+    trace: DistributedTrace,
+    module: nn.Module,
+    x: Tensor | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    rtol: float | None = None,
+) -> DistributedVerifyReport:
     """Compare a trace with the unsplit forward of ``module`` (same tolerance rule as :func:`iopopt.verify`)."""
     rtol = DEFAULT_RTOL[dtype] if rtol is None else rtol
     if x is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import queue as queue_mod
@@ -89,10 +90,8 @@ def _worker(rank: int, world: int, addr: str, port: int, threads, ifname, timeou
     try:
         if threads:
             torch.set_num_threads(int(threads))
-            try:
+            with contextlib.suppress(RuntimeError):  # already set
                 torch.set_num_interop_threads(1)
-            except RuntimeError:  # pragma: no cover - already set
-                pass
         args = pickle.loads(payload)
         if addr is not None:
             _init_group(rank, world, addr, port, timeout_s, ifname, where)
@@ -136,9 +135,8 @@ def _kill_all(procs, grace_s: float) -> list[int]:
 
 def _timeout_hint(message: str, timeout_s: float) -> str:
     low = message.lower()
-    if "timed out" in low or "timeout" in low:
-        if "timeout_s" not in message:
-            return f" (a peer did not answer within timeout_s={timeout_s:g} s)"
+    if ("timed out" in low or "timeout" in low) and "timeout_s" not in message:
+        return f" (a peer did not answer within timeout_s={timeout_s:g} s)"
     return ""
 
 

@@ -123,8 +123,9 @@ class DistributedTrace:
         comm = max(r.comm_s for r in self.ranks)
         comp = max(r.compute_s for r in self.ranks)
         return (
-            f"latency {self.latency_s * 1e3:.3f} ms over {len(self.ranks)} ranks (max per rank: comm {comm * 1e3:.3f} ms, "
-            f"compute {comp * 1e3:.3f} ms), {self.messages} messages, {sum(self.bytes_sent) / 1e6:.3f} MB sent"
+            f"latency {self.latency_s * 1e3:.3f} ms over {len(self.ranks)} ranks "
+            f"(max per rank: comm {comm * 1e3:.3f} ms, compute {comp * 1e3:.3f} ms), "
+            f"{self.messages} messages, {sum(self.bytes_sent) / 1e6:.3f} MB sent"
         )
 
 
