@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -256,6 +257,7 @@ def compute(
     host: int = 0,
     extra: Mapping[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    reuse: list | None = None,
 ) -> Tensor | None:
     """Device ``d``'s part of ``op``'s output (None when ``out_region`` is None).
 
@@ -264,9 +266,56 @@ def compute(
     ``shard`` is its :func:`weight_shard`; ``extra`` is :func:`op_extra`;
     ``dtype`` is used only when the device has no input at all (an ``ic``
     host holding only the bias).
+
+    ``reuse``, a list the caller keeps for one node and strategy, remembers
+    the calls made with it: a call whose inputs hold the same bits as an
+    earlier one's, with the same regions and the same weight tensors, returns
+    that call's output instead of computing it again (a kernel is a pure
+    function of these). The simulated executor passes one for replicated ops,
+    whose copies on the devices are the same computation.
     """
     if out_region is None:
         return None
+    if reuse is None:
+        return _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtype)
+    for args, out in reuse:
+        if _same_call(args, (op, strategy, inputs, in_regions, out_region, shard, extra)):
+            return out
+    out = _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtype)
+    reuse.append(((op, strategy, list(inputs), list(in_regions), out_region, shard, extra), out))
+    return out
+
+
+def _same_call(a: tuple, b: tuple) -> bool:
+    """Two calls of :func:`compute` with the same op, regions, weight tensors, settings and input bits."""
+    op, strategy, inputs, in_regions, out_region, shard, extra = a
+    if op is not b[0] or strategy != b[1] or list(in_regions) != list(b[3]) or out_region != b[4]:
+        return False
+    if shard.keys() != b[5].keys() or any(shard[n] is not b[5][n] for n in shard) or (extra or {}) != (b[6] or {}):
+        return False
+    return len(inputs) == len(b[2]) and all(_same_bits(x, y) for x, y in zip(inputs, b[2]))
+
+
+def _same_bits(a: Tensor | None, b: Tensor | None) -> bool:
+    """``a`` and ``b`` hold the same bits (same shape and dtype)."""
+    if a is None or b is None:
+        return a is b
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
+        return True  # the same memory (e.g. one piece delivered whole to two devices)
+    # compared as raw bytes (a memcmp-speed scan; torch.equal is several times slower and compares values)
+    x = a.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    y = b.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+    if x.size % 8 == 0:
+        x, y = x.view(np.int64), y.view(np.int64)
+    return bool(np.array_equal(x, y))
+
+
+def _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtype) -> Tensor:
+    """:func:`compute` itself (``host`` plays no part: the shard carries the ``ic`` bias)."""
     extra = extra or {}
     kind = op.kind
     x = inputs[0] if inputs else None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -131,13 +130,13 @@ class SimulatedExecutor:
     Notes
     -----
     Under ``replicate`` every device computes the whole op from its own copy
-    of the input; a device whose input buffers are bit-for-bit equal to those
-    of a device already computed (with the same weight tensors) takes that
-    output instead of running the kernel again -- a kernel is a pure function,
-    so the result is the one it would compute, and a device whose buffers
-    differ in any element (a lost or wrong message) is computed on its own.
-    Stored parts and buffers are never written in place, so devices may share
-    such an output tensor.
+    of the input; the kernel is given ``reuse`` (:func:`iopopt.exec.kernels.compute`),
+    so a device whose input buffers are bit-for-bit equal to those of a device
+    already computed (with the same weight tensors) gets that output instead
+    of the same computation run again, and a device whose buffers differ in
+    any element (a lost or wrong message) is computed on its own. Stored parts
+    and buffers are never written in place, so devices may share such an
+    output tensor.
     """
 
     def __init__(self, problem, module: nn.Module, dtype: torch.dtype = torch.float64, faults: Faults | None = None):
@@ -227,7 +226,7 @@ class SimulatedExecutor:
         tensors = kernels.module_tensors(op, self.module) if op.kind in _WEIGHTED else None  # looked up once
         outs: list[Tensor | None] = [None] * k
         node_w = [0] * k
-        done: list[tuple] = []  # replicate: (inputs, in_regions, region, shard, output) computed so far
+        reuse: list | None = [] if s == "replicate" else None  # the replicated copies are computed once
         for d in range(k):
             region = term.out.parts[d]
             if region is None:
@@ -236,13 +235,9 @@ class SimulatedExecutor:
             node_w[d] = kernels.shard_elems(shard) * nb
             inputs = [b[d] for b in bufs]
             in_regions = [res.dst.parts[d] for res in step.inputs]
-            out = _same_computation(done, inputs, in_regions, region, shard) if s == "replicate" else None
-            if out is None:
-                out = kernels.compute(
-                    op, s, d, inputs, in_regions, region, shard, host=host, extra=extra, dtype=self.dtype
-                )
-                if s == "replicate":
-                    done.append((inputs, in_regions, region, shard, out))
+            out = kernels.compute(
+                op, s, d, inputs, in_regions, region, shard, host=host, extra=extra, dtype=self.dtype, reuse=reuse
+            )
             if self.faults.double_ic_bias == op.name and s == "ic" and d == host and "bias" in shard:
                 bias = shard["bias"]
                 out = out + bias.reshape((1, -1) + (1,) * (out.dim() - 2))
@@ -257,39 +252,3 @@ class SimulatedExecutor:
 
 #: Op kinds with weight tensors.
 _WEIGHTED = ("conv", "dwconv", "linear", "bn")
-
-
-def _same_tensor(a: Tensor | None, b: Tensor | None) -> bool:
-    """``a`` and ``b`` hold the same bits (same shape and dtype): a kernel gives them the same output."""
-    if a is None or b is None:
-        return a is b
-    if a is b:
-        return True
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.data_ptr() == b.data_ptr() and a.stride() == b.stride():
-        return True  # the same memory (e.g. one piece delivered whole to two devices)
-    # compared as raw bytes (a memcmp-speed scan; torch.equal is several times slower and compares values)
-    x = a.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-    y = b.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-    if x.size % 8 == 0:
-        x, y = x.view(np.int64), y.view(np.int64)
-    return bool(np.array_equal(x, y))
-
-
-def _same_computation(done, inputs, in_regions, region, shard) -> Tensor | None:
-    """The output of an identical computation already run (same regions, same weights, equal inputs), if any.
-
-    A kernel is a pure function of its inputs, regions and weight shard, so a
-    device whose own buffers are bit-for-bit equal to another's computes the
-    same output: the replicated copies are computed once. A device whose buffer
-    differs in any element (a lost message, a wrong piece) is computed on its own.
-    """
-    for d_inputs, d_regions, d_region, d_shard, out in done:
-        if d_region != region or d_regions != in_regions or d_shard.keys() != shard.keys():
-            continue
-        if any(d_shard[n] is not shard[n] for n in shard):
-            continue
-        if all(_same_tensor(a, b) for a, b in zip(d_inputs, inputs)):
-            return out
-    return None
