@@ -26,8 +26,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..model.graph import OpNode
-from ..model.layouts import ChannelBlocks, Dist, Intervals, Layout, Region, full_region, halo_rows
+from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows
 from ..model.problem import Problem
+from .channels import group_blocks, restrict
+from .channels import merge as _merge
 from .reshard import Resharding, blocks, reshard
 
 __all__ = ["NodeTerm", "CostTerms", "terms"]
@@ -91,8 +93,14 @@ class CostTerms:
             return got
         op = self.g[name]
         kind = op.kind
-        if kind in ("conv", "linear", "input"):
+        if kind in ("conv", "linear", "input", "layernorm", "shuffle"):
             got = self._fresh(op.out_shape[1])
+        elif kind == "gconv":  # by whole groups, each where most of its input channels are
+            got = group_blocks(op, self.canon_c(op.inputs[0]))[1]
+        elif kind == "split":
+            got = restrict(self.canon_c(op.inputs[0]), op.params["start"], op.params["stop"])
+        elif kind == "eltwise":  # the big operand's split (the small one follows it)
+            got = self.canon_c(op.inputs[op.params.get("big", 0)])
         elif kind == "flatten":
             unit = 1
             for s in op.in_shapes[0][2:]:
@@ -127,6 +135,32 @@ class CostTerms:
     def _dist_full(self, kind: Layout, shape: tuple[int, ...], devices: Collection[int]) -> Dist:
         full = full_region(shape)
         return Dist(kind, tuple(full if d in devices else None for d in range(self.k)), shape)
+
+    def _dist_bcast(self, shape: tuple[int, ...], devices: Collection[int]) -> Dist:
+        """The whole tensor on ``devices`` (a broadcast operand): ``R`` when that is every device.
+
+        On fewer devices it is labelled ``C`` (each holder's region is the
+        whole tensor), so that a partial-sum source is reduced to each holder
+        rather than all-reduced to every device.
+        """
+        kind = Layout.REPLICATED if len(devices) == self.k else Layout.CHANNELS
+        return self._dist_full(kind, shape, devices)
+
+    def _req_channel(self, op: OpNode, index: int, shape: tuple[int, ...]) -> Dist:
+        """Input ``index`` of ``op`` in ``channel``: what each device needs for its output channels."""
+        if op.kind == "add":
+            return self._dist_c(shape, self.canon_c(op.name))
+        if op.kind == "eltwise":
+            if shape[1] == op.out_shape[1]:  # the big operand, or a small one with every channel
+                return self._dist_c(shape, self.canon_c(op.name))
+            # one channel broadcast over all: whole, on every device holding a part of the output
+            return self._dist_bcast(shape, self.out_dist(op.name, "channel").holders())
+        if op.kind == "gconv":
+            return self._dist_c(shape, group_blocks(op, self.canon_c(op.inputs[0]))[0])
+        own = self.canon_c(op.inputs[index])
+        if op.kind == "split":  # a device reads its own part of the input, if it has channels of the range
+            own = tuple(iv if out else () for iv, out in zip(own, self.canon_c(op.name)))
+        return self._dist_c(shape, own)
 
     # distributions -----------------------------------------------------------------------
     def p_holders(self, name: str) -> frozenset:
@@ -179,8 +213,7 @@ class CostTerms:
         elif strategy == "ic":
             got = self._dist_c(shape, self.canon_c(op.inputs[index]))
         elif strategy == "channel":
-            src = name if op.kind == "add" else op.inputs[index]
-            got = self._dist_c(shape, self.canon_c(src))
+            got = self._req_channel(op, index, shape)
         elif strategy == "rows":
             parts: list[Region | None] = []
             for r in self.canon_s(name):
@@ -188,6 +221,8 @@ class CostTerms:
                     parts.append(None)
                     continue
                 lo, hi, _, _ = halo_rows(op, r[0], r[1])
+                if op.kind == "eltwise" and shape[2] != op.out_shape[2]:
+                    lo, hi = 0, shape[2]  # a small operand broadcast over the rows: whole on every device
                 # hi == lo: the device's window is all padding; it needs no real row
                 parts.append(Region(((0, shape[1]),), (lo, hi)))
             got = Dist(Layout.ROWS, tuple(parts), shape)
@@ -284,7 +319,7 @@ class CostTerms:
         if strategy in ("replicate", "rows"):
             # a device with no output rows computes nothing and holds no weights
             return op.weight_elems if out.parts[d] is not None else 0
-        if op.kind in ("conv", "linear"):
+        if op.kind in ("conv", "linear", "gconv"):
             wshape = op.weight_shape
             assert wshape is not None  # a conv/linear has weights
             cout, cin = wshape[0], wshape[1]
@@ -298,23 +333,13 @@ class CostTerms:
                 r = required[0].parts[d]
                 n = r.n_ch if r is not None else 0
                 return cout * n * per_pair + (bias if d == self.host else 0)
-        if strategy == "channel":  # per-channel weights: depthwise conv, batchnorm
+        if strategy == "channel" and op.params.get("weight_broadcast"):
+            return op.weight_elems if out.parts[d] is not None else 0  # one value for every channel
+        if strategy == "channel":  # per-channel weights: depthwise and grouped conv, batchnorm, layer scale
             part = out.parts[d]
             n = part.n_ch if part is not None else 0
             return op.weight_elems // op.out_shape[1] * n
         raise AssertionError(f"no weight rule for {op.kind} in {strategy}")  # pragma: no cover
-
-
-def _merge(ivs: Collection[tuple[int, int]]) -> Intervals:
-    out: list[list[int]] = []
-    for a, b in sorted(ivs):
-        if a == b:
-            continue
-        if out and out[-1][1] == a:
-            out[-1][1] = b
-        else:
-            out.append([a, b])
-    return tuple((a, b) for a, b in out)
 
 
 _CACHE: weakref.WeakKeyDictionary[Problem, CostTerms] = weakref.WeakKeyDictionary()

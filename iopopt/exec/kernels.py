@@ -42,8 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model.graph import OpNode
+from ..model.graph import WEIGHTED_KINDS, OpNode
 from ..model.layouts import Region, halo_rows
+from . import ops
 
 __all__ = ["weight_shard", "module_tensors", "compute", "op_extra", "shard_elems", "KernelError"]
 
@@ -56,7 +57,9 @@ class KernelError(RuntimeError):
 
 
 def module_tensors(op: OpNode, module: nn.Module) -> dict[str, Tensor]:
-    """The weight tensors of ``op``'s submodule (detached), by name."""
+    """The weight tensors of ``op`` (detached), by role: those it names by qualified name, else its submodule's."""
+    if "tensors" in op.params:
+        return ops.named_tensors(op, module)
     if not op.module:
         return {}
     try:
@@ -110,14 +113,14 @@ def weight_shard(
     ``d`` holds no weights. A shard of one channel interval is a view of the
     module's tensors (never written to), other shards are copies.
     """
-    if op.kind not in ("conv", "dwconv", "linear", "bn"):
+    if op.kind not in WEIGHTED_KINDS:
         return {}
     full = module_tensors(op, module) if tensors is None else tensors
     if strategy == "host":
         return dict(full) if d == host else {}
     if strategy in ("replicate", "rows"):
         return dict(full)
-    if strategy == "oc" and op.kind in ("conv", "linear"):
+    if strategy == "oc" and op.kind in ("conv", "linear", "gconv"):
         part = term.out.parts[d]
         if part is None:
             return {}
@@ -130,10 +133,12 @@ def weight_shard(
         if d == host and "bias" in full:
             shard["bias"] = full["bias"]
         return shard
-    if strategy == "channel" and op.kind in ("dwconv", "bn"):
+    if strategy == "channel" and op.kind in ("dwconv", "bn", "gconv", "eltwise"):
         part = term.out.parts[d]
         if part is None:
             return {}
+        if op.params.get("weight_broadcast"):  # one value for every channel
+            return dict(full)
         return {name: _take(t, 0, part) for name, t in full.items()}
     raise KernelError(f"node {op.name!r} ({op.kind}): no weight rule for strategy {strategy!r}")
 
@@ -166,7 +171,13 @@ def _act(x: Tensor, op: OpNode, extra: Mapping[str, Any]) -> Tensor:
     if act == "tanh":
         return torch.tanh(x)
     if act == "gelu":
-        return F.gelu(x, approximate=extra.get("approximate", "none"))
+        return F.gelu(x, approximate=op.params.get("approximate") or extra.get("approximate", "none"))
+    if act == "hardtanh":
+        return F.hardtanh(x, op.params["min_val"], op.params["max_val"])
+    if act == "mish":
+        return F.mish(x)
+    if act == "elu":
+        return F.elu(x, op.params.get("alpha", 1.0))
     if act == "silu":
         return F.silu(x)
     if act == "hardswish":
@@ -196,8 +207,8 @@ def _window(op: OpNode, x: Tensor, w: Mapping[str, Tensor], row_padding: bool) -
         return F.adaptive_max_pool2d(x, p["output_size"])
     ph, pw = p["padding"]
     pad = (ph if row_padding else 0, pw)
-    if op.kind in ("conv", "dwconv"):
-        groups = x.shape[1] if op.kind == "dwconv" else 1
+    if op.kind in ("conv", "dwconv", "gconv"):
+        groups = x.shape[1] if op.kind == "dwconv" else op.params.get("groups", 1)
         return F.conv2d(x, w["weight"], w.get("bias"), p["stride"], pad, p["dilation"], groups)
     if op.kind == "maxpool":
         return F.max_pool2d(x, p["kernel"], p["stride"], pad, p["dilation"], p["ceil_mode"])
@@ -344,8 +355,10 @@ def _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtyp
     if x is None and kind not in ("cat",):
         raise KernelError(f"node {op.name!r}: device {d} has no input buffer for strategy {strategy!r}")
 
-    if strategy == "rows" and (kind in ("conv",) or op.is_windowed):
+    if strategy == "rows" and (kind in ("conv", "gconv") or op.is_windowed):
         return _rows(op, x, in_regions[0], out_region.rows, shard)
+    if kind in ops.KINDS:
+        return ops.compute(op, strategy, inputs, in_regions, out_region, shard)
 
     if kind in ("conv", "linear"):  # host, replicate, oc: the shard is the right slice of W
         return _heavy(op, x, shard["weight"], shard.get("bias"))

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..compile.program import Program, compile_plan
 from ..cost.memory import memory_profile
+from ..frontend.reference import reference_values
 from ..model.layouts import full_region
 from .convert import converted_copy
 from .regions import read_region
@@ -126,21 +127,7 @@ def _message_diff(program: Program, trace: ExecutionTrace) -> list[str]:
 
 def _first_divergence(problem, program, model, x, dtype, rtol, faults) -> str:
     """Re-run with every node checked against the unsplit model's intermediates; name the first that differs."""
-    import torch.fx
-
-    g = problem.graph
-    gm = torch.fx.GraphModule(model, copy.deepcopy(g.module.graph))  # the traced graph stays untouched
-    env: dict[str, Tensor] = {}
-
-    class _Record(torch.fx.Interpreter):
-        def run_node(self, n):
-            val = super().run_node(n)
-            if isinstance(val, Tensor):
-                env[n.name] = val
-            return val
-
-    with torch.no_grad():
-        _Record(gm).run(x)
+    env = reference_values(problem.graph, model, x)
     found: list[str] = []
 
     class _Stop(Exception):

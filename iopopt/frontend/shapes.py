@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.fx
 from torch import nn
 
-__all__ = ["InputShapeError", "expected_input", "shape_error"]
+__all__ = ["InputShapeError", "expected_input", "run_or_explain"]
 
 
 class InputShapeError(ValueError):
@@ -28,37 +27,60 @@ class InputShapeError(ValueError):
         self.expected = expected
 
 
-def expected_input(gm: torch.fx.GraphModule, mods: dict | None = None) -> tuple[str, tuple] | None:
-    """``(layer, shape)``: the first conv or linear layer of ``gm`` and the input shape it asks for.
+def _asks(mod: nn.Module) -> tuple:
+    if isinstance(mod, nn.Conv2d):
+        return (None, mod.in_channels, None, None)
+    return (None, mod.in_features)
+
+
+def _run(module: nn.Module, x: torch.Tensor) -> tuple[tuple[str, tuple] | None, BaseException | None]:
+    """Run ``module`` on ``x``: (the first conv or linear layer it called and what it asks for, the error or None)."""
+    names = {id(m): n for n, m in module.named_modules()}
+    first: list[tuple[str, tuple]] = []
+
+    def hook(mod, _args):
+        if not first:
+            first.append((names.get(id(mod), "?"), _asks(mod)))
+
+    handles = [m.register_forward_pre_hook(hook) for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            module(x)
+        error = None
+    except Exception as exc:  # the model's own error, whatever it is
+        error = exc
+    finally:
+        for h in handles:
+            h.remove()
+    return (first[0] if first else None), error
+
+
+def expected_input(module: nn.Module, x: torch.Tensor) -> tuple[str, tuple] | None:
+    """``(layer, shape)``: the first conv or linear layer ``module`` calls on ``x`` and the input shape it asks for.
 
     ``shape`` has None for free dimensions: ``(None, C, None, None)`` for a
     ``Conv2d`` with ``C`` input channels, ``(None, F)`` for a ``Linear`` with
-    ``F`` input features (C·H·W when a flatten comes first). None when the
-    graph has neither.
+    ``F`` input features (C·H·W when a flatten comes first). None when it
+    calls neither.
     """
-    mods = dict(gm.named_modules()) if mods is None else mods
-    for node in gm.graph.nodes:
-        if node.op != "call_module":
-            continue
-        m = mods[node.target]
-        if isinstance(m, nn.Conv2d):
-            return str(node.target), (None, m.in_channels, None, None)
-        if isinstance(m, nn.Linear):
-            return str(node.target), (None, m.in_features)
-    return None
+    return _run(module, x)[0]
 
 
 def _first_line(exc: BaseException) -> str:
-    """The innermost cause's message, first line (fx wraps a failing node's error in a dump of the node)."""
+    """The innermost cause's message, first line."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-def shape_error(module: nn.Module, gm, mods: dict, input_shape: tuple, exc: BaseException) -> InputShapeError:
+def run_or_explain(module: nn.Module, x: torch.Tensor) -> InputShapeError | None:
+    """None when ``module`` runs on ``x``; else the :class:`InputShapeError` saying why, in one line."""
+    found, exc = _run(module, x)
+    if exc is None:
+        return None
+    input_shape = tuple(x.shape)
     reason = _first_line(exc)
-    found = expected_input(gm, mods)
     layer, expected = found if found is not None else (None, None)
     msg = f"{type(module).__name__} cannot run on an input of shape {list(input_shape)}"
     if expected is not None and len(expected) == 4 and expected[1] == input_shape[1]:

@@ -5,7 +5,18 @@ builds on it.
 """
 
 from .cluster import SPLIT_POLICIES, Cluster, Device, split_counts
-from .graph import CHANNELWISE_KINDS, HEAVY_KINDS, JOIN_KINDS, WINDOWED_KINDS, OpGraph, OpKind, OpNode
+from .graph import (
+    CHANNELWISE_KINDS,
+    GROUPED_KINDS,
+    HEAVY_KINDS,
+    JOIN_KINDS,
+    MIXING_KINDS,
+    WEIGHTED_KINDS,
+    WINDOWED_KINDS,
+    OpGraph,
+    OpKind,
+    OpNode,
+)
 from .layouts import (
     STRATEGIES,
     Dist,
@@ -24,11 +35,14 @@ from .problem import InvalidPlan, Plan, Problem
 
 __all__ = [
     "CHANNELWISE_KINDS",
+    "GROUPED_KINDS",
     "HEAVY_KINDS",
     "JOIN_KINDS",
+    "MIXING_KINDS",
     "NETWORKS",
     "SPLIT_POLICIES",
     "STRATEGIES",
+    "WEIGHTED_KINDS",
     "WINDOWED_KINDS",
     "Cluster",
     "Device",

@@ -24,6 +24,9 @@ __all__ = [
     "CHANNELWISE_KINDS",
     "WINDOWED_KINDS",
     "JOIN_KINDS",
+    "GROUPED_KINDS",
+    "MIXING_KINDS",
+    "WEIGHTED_KINDS",
 ]
 
 
@@ -45,6 +48,13 @@ class OpKind(StrEnum):
     FLATTEN = "flatten"
     ADD = "add"
     CAT = "cat"
+    GCONV = "gconv"
+    ELTWISE = "eltwise"
+    MEAN = "mean"
+    LAYERNORM = "layernorm"
+    SHUFFLE = "shuffle"
+    SPLIT = "split"
+    UPSAMPLE = "upsample"
 
     def __repr__(self) -> str:
         return repr(self.value)
@@ -63,13 +73,24 @@ CHANNELWISE_KINDS = frozenset(
         OpKind.DROPOUT,
         OpKind.DWCONV,
         OpKind.FLATTEN,
+        OpKind.MEAN,
+        OpKind.UPSAMPLE,
     }
 )
-#: Channel-wise kinds whose output rows depend on a window of input rows.
+#: Channel-wise kinds whose output rows depend on a window of input rows (conv-like halos).
 WINDOWED_KINDS = frozenset(
     {OpKind.MAXPOOL, OpKind.AVGPOOL, OpKind.ADAPTIVE_AVGPOOL, OpKind.ADAPTIVE_MAXPOOL, OpKind.DWCONV}
 )
-JOIN_KINDS = frozenset({OpKind.ADD, OpKind.CAT})
+#: Grouped convolution: output channels of group g need the input channels of group g only.
+GROUPED_KINDS = frozenset({OpKind.GCONV})
+#: Channel-mixing but spatially local kinds: split by rows, never by channels.
+MIXING_KINDS = frozenset({OpKind.LAYERNORM, OpKind.SHUFFLE})
+#: Joins: same-shape ``add``, broadcasting elementwise ops, channel ``cat`` and its inverse ``split``.
+JOIN_KINDS = frozenset({OpKind.ADD, OpKind.CAT, OpKind.ELTWISE, OpKind.SPLIT})
+#: Kinds that may carry weight tensors (the tensors a node reads are named in ``params["tensors"]``).
+WEIGHTED_KINDS = frozenset(
+    {OpKind.CONV, OpKind.GCONV, OpKind.DWCONV, OpKind.LINEAR, OpKind.BN, OpKind.LAYERNORM, OpKind.ELTWISE}
+)
 
 
 @dataclass(frozen=True)
@@ -78,10 +99,21 @@ class OpNode:
 
     Shapes are full tensor shapes including the batch dimension. ``params``
     holds the operator's hyper-parameters (``kernel``, ``stride``,
-    ``padding``, ``dilation`` as (h, w) pairs for convs and pools, ``act`` for
-    activations, ``eps`` for batchnorm, ``output_size`` for adaptive pools).
-    ``module`` is the qualified name of the submodule for ``call_module``
-    nodes (empty otherwise) and ``target`` a readable name of the callable.
+    ``padding``, ``dilation`` as (h, w) pairs and ``groups`` for convs and
+    pools, ``act`` for activations, ``eps`` for batchnorm and layer norm,
+    ``output_size`` for adaptive pools, ``start``/``stop`` channels of a
+    ``split``, ``groups`` of a channel ``shuffle``, ``op`` and ``operands`` of
+    an ``eltwise`` op, ``mode``/``scales``/``align_corners`` of an
+    ``upsample``) and, for a traced model, ``tensors``: the qualified names of
+    the parameters and buffers it reads, by role (``weight``, ``bias``,
+    ``running_mean``, ``running_var``, ``operand``). ``module`` is the
+    qualified name of the innermost submodule the operator ran in (empty for
+    the root) and ``target`` a readable name of the operator; ``source`` the
+    model's source line that called it.
+
+    Shapes are *canonical*: 4-D tensors are (N, C, H, W) even where the model
+    computes in channels-last order (a permute is a relabelling of the axes,
+    not an operator), 2-D tensors are (N, features).
     """
 
     name: str
@@ -205,13 +237,19 @@ class OpGraph:
         return sum(op.weight_elems for op in self)
 
     def parameter_count(self) -> int:
-        """Learnable parameters (as ``sum(p.numel())``; batchnorm running statistics excluded)."""
+        """Learnable parameters (as ``sum(p.numel())``; buffers such as batchnorm running statistics excluded).
+
+        A node's ``params["buffer_elems"]`` says how many of its weight
+        elements are buffers; a batchnorm without it holds two (mean and
+        variance) per channel.
+        """
         total = 0
         for op in self:
-            total += op.weight_elems - (2 * op.in_shapes[0][1] if op.kind == "bn" else 0)
+            default = 2 * op.in_shapes[0][1] if op.kind == "bn" else 0
+            total += op.weight_elems - op.params.get("buffer_elems", default)
         return total
 
-    def macs(self, kinds: Iterable[str] = ("conv", "linear", "dwconv")) -> int:
+    def macs(self, kinds: Iterable[str] = ("conv", "linear", "dwconv", "gconv")) -> int:
         """Multiply-accumulates of the given kinds (FLOPs / 2)."""
         wanted = set(kinds)
         return sum(op.flops // 2 for op in self if op.kind in wanted)

@@ -205,6 +205,9 @@ def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
         return (S.HOST,)
     if kind == OpKind.CONV:
         return (S.HOST, S.OC, S.IC, S.ROWS, S.REPLICATE)
+    if kind == OpKind.GCONV:
+        # by whole groups: ``oc`` from a replicated input, ``channel`` from the groups' own input channels
+        return (S.HOST, S.OC, S.CHANNEL, S.ROWS, S.REPLICATE)
     if kind == OpKind.LINEAR:
         return (S.HOST, S.OC, S.IC, S.REPLICATE)
     if kind == OpKind.FLATTEN:
@@ -213,7 +216,11 @@ def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
         return _NO_ROWS + ((S.ROWS,) if four_d else ()) + (S.PARTIAL,)
     if kind == OpKind.CAT:
         return _NO_ROWS + ((S.ROWS,) if four_d else ())
-    # channel-wise kinds (activations, bn, pools, depthwise conv, dropout)
+    if kind in (OpKind.LAYERNORM, OpKind.SHUFFLE):
+        # every output channel needs every input channel of its position: never channel-split
+        return (S.HOST, S.REPLICATE) + ((S.ROWS,) if four_d else ())
+    # channel-wise kinds (activations, bn, pools, depthwise conv, dropout, global mean, upsample),
+    # broadcasting elementwise ops (the small operand follows the big one) and channel splits
     if kind == OpKind.AVGPOOL and (
         op.params["ceil_mode"] or (op.params["padding"][0] and not op.params["count_include_pad"])
     ):
@@ -255,7 +262,9 @@ def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]
         lo = (out_lo * h_in) // h_out
         hi = -((-out_hi * h_in) // h_out)
         return lo, hi, 0, 0
-    if kind in (OpKind.CONV, OpKind.DWCONV, OpKind.MAXPOOL, OpKind.AVGPOOL):
+    if kind == OpKind.UPSAMPLE:
+        return _upsample_rows(op, out_lo, out_hi)
+    if kind in (OpKind.CONV, OpKind.GCONV, OpKind.DWCONV, OpKind.MAXPOOL, OpKind.AVGPOOL):
         k, s, p, dl = (op.params[x][0] for x in ("kernel", "stride", "padding", "dilation"))
         lo = out_lo * s - p
         hi = (out_hi - 1) * s - p + dl * (k - 1) + 1
@@ -265,3 +274,35 @@ def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]
         hi_c = max(min(hi, h_in), lo_c)
         return lo_c, hi_c, max(0, min(hi, 0) - lo), max(0, hi - max(lo, h_in))
     return out_lo, out_hi, 0, 0
+
+
+#: Rows of margin on each side of an upsample's row map: torch computes source indices in float32,
+#: so the exact map may differ by one row from the same formula in float64 (bicubic reads 2 rows more).
+_UPSAMPLE_MARGIN = 3
+
+
+def _upsample_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]:
+    """Input rows that output rows ``[out_lo, out_hi)`` of an upsample read: its own row map, with a margin.
+
+    ``params``: ``mode`` (``nearest``, ``nearest-exact``, ``bilinear``, ``bicubic``),
+    ``align_corners`` and ``scales`` (the (h, w) scale factors the model gave, or
+    None when it gave an output size). The rows are a superset of those the
+    kernel reads (see :data:`_UPSAMPLE_MARGIN`), so a device never lacks one.
+    """
+    h_in, h_out = op.in_shapes[0][2], op.out_shape[2]
+    p = op.params
+    scales = p.get("scales")
+    if p.get("align_corners"):
+        ratio = (h_in - 1) / (h_out - 1) if h_out > 1 else 0.0
+        offset = 0.0
+    else:
+        ratio = 1.0 / scales[0] if scales else h_in / h_out
+        offset = 0.0 if p["mode"] == "nearest" else 0.5
+
+    def src(i: int) -> float:
+        return (i + offset) * ratio - (offset if p["mode"] in ("bilinear", "bicubic") else 0.0)
+
+    lo = math.floor(src(out_lo)) - _UPSAMPLE_MARGIN
+    hi = math.floor(src(out_hi - 1)) + 1 + _UPSAMPLE_MARGIN
+    lo = min(max(lo, 0), h_in)
+    return lo, max(min(hi, h_in), lo), 0, 0

@@ -12,13 +12,15 @@ Base plans (:func:`base_plan`), by node kind:
     ``add``/``cat`` with a 4-D output → ``rows``; ``flatten``, ``linear`` and
     everything with a 2-D output → ``host``; graph input/output → ``host``.
 ``oc`` (gather after every operator)
-    conv/linear → ``oc``; channel-wise ops, ``add`` and ``cat`` → ``channel``;
+    conv/linear and grouped conv → ``oc``; every other op → ``channel``
+    (``replicate`` for channel-mixing ops, which cannot split channels);
     graph input/output → ``host``.
 
 IOP pairs (:func:`candidate_pairs`): a pair ``(a, b, between)`` is a
 conv/linear ``a`` and a conv/linear ``b`` joined by a path ``a → between... →
 b`` where every node of ``between`` is channel-wise (activation, batchnorm,
-pools, depthwise conv, dropout, flatten) and ``a`` and every node of
+pools, depthwise conv, dropout, flatten, global mean) or a grouped conv (whose
+``channel`` strategy keeps whole groups where their input channels are) and ``a`` and every node of
 ``between`` have exactly one consumer (the next node of the path). Since the
 path from ``a`` is forced, each ``a`` has at most one candidate pair.
 Applying a pair (:func:`apply_pairs`) sets ``a`` to ``oc``, ``between`` to
@@ -36,13 +38,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..model.graph import CHANNELWISE_KINDS, HEAVY_KINDS
+from ..model.graph import CHANNELWISE_KINDS, GROUPED_KINDS, HEAVY_KINDS
 from ..model.problem import Plan, Problem
 
 __all__ = ["BASES", "Pair", "base_plan", "candidate_pairs", "apply_pairs", "conflicts"]
 
 #: Names of the base plans.
 BASES = ("coedge", "oc")
+
+#: Kinds that may lie between the two operators of a pair (their ``channel`` strategy needs no gather).
+BETWEEN_KINDS = CHANNELWISE_KINDS | GROUPED_KINDS
 
 #: Strategies of a pair's members.
 PAIR_STRATEGIES = {"a": "oc", "between": "channel", "b": "ic"}
@@ -84,9 +89,9 @@ def _oc_strategy(problem: Problem, name: str) -> str:
     kind = problem.graph[name].kind
     if kind in ("input", "output"):
         return "host"
-    if kind in HEAVY_KINDS:
+    if kind in HEAVY_KINDS or kind in GROUPED_KINDS:
         return "oc"
-    return "channel"
+    return "channel" if "channel" in problem.strategies(name) else "replicate"
 
 
 def base_plan(problem: Problem, base: str = "coedge") -> Plan:
@@ -117,7 +122,7 @@ def candidate_pairs(problem: Problem) -> list[Pair]:
             if nxt.kind in HEAVY_KINDS:
                 pairs.append(Pair(op.name, nxt.name, tuple(between)))
                 break
-            if nxt.kind not in CHANNELWISE_KINDS:
+            if nxt.kind not in BETWEEN_KINDS:
                 break
             between.append(nxt.name)
             cur = nxt.name

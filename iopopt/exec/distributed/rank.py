@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ...compile.reshard import Resharding
+from ...model.graph import WEIGHTED_KINDS
 from .. import kernels
 from ..assemble import assemble
 from ..regions import dense_shape
@@ -23,7 +24,7 @@ from .types import Fault, RankStats, StepTime, _RankJob, _Settings, _Where
 __all__: list[str] = []
 
 #: Op kinds whose weights a rank shards.
-_WEIGHTED = ("conv", "dwconv", "linear", "bn")
+_WEIGHTED = WEIGHTED_KINDS
 
 
 class _RankRunner:
