@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _torchvision
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -78,11 +79,32 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize("name", [n for n in options("model") if n != "custom"])
 def test_every_model_config_builds_and_traces(name):
+    if name == "torchvision":
+        _torchvision.require()  # (this environment's torchvision imports only with the test-only workaround)
     cfg = compose_cfg(f"model={name}")
     spec = configs.model_spec(cfg.model)
     module, shape = configs.build_model(spec)
     graph = iopopt.trace(module, shape)
     assert len(graph) > 3 and graph.total_flops > 0
+
+
+def test_torchvision_model_runs_and_verifies(tmp_path):
+    _torchvision.require()
+    rec = run_in(tmp_path, "model=torchvision", "model.name=mobilenet_v3_small", "model.input_shape=[1,3,48,64]",
+                 "solver=greedy_iop", "verify=true")
+    assert rec["model"] == "mobilenet_v3_small" and rec["termination"] == "completed"
+    assert rec["verify"]["passed"]
+
+
+def test_torchvision_model_without_torchvision_exits_2_with_one_line(tmp_path):
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no torchvision in this test')\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = str(fake.parent)
+    proc = subprocess.run([PYTHON, "-m", "iopopt", "model=torchvision"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert_cli_config_error(proc, ["model=torchvision needs torchvision", "no torchvision in this test"])
 
 
 def test_custom_model_config_builds():
@@ -224,10 +246,9 @@ def test_verification_error_is_recorded_with_the_figures(tmp_path, monkeypatch):
 
 
 def test_trace_error_is_recorded(tmp_path):
-    # a module fx cannot partition: a grouped (not depthwise) convolution
-    rec = run_in(tmp_path, "model=custom", "model.target=torch.nn.Conv2d",
-                 "+model.kwargs={in_channels: 4, out_channels: 4, kernel_size: 3, groups: 2}",
-                 "model.input_shape=[1,4,8,8]")
+    # a module iopopt cannot partition: group norm (normalises over channels and space at once)
+    rec = run_in(tmp_path, "model=custom", "model.target=torch.nn.GroupNorm",
+                 "+model.kwargs={num_groups: 2, num_channels: 4}", "model.input_shape=[1,4,8,8]")
     assert rec["termination"] == "error" and "UnsupportedOperator" in rec["error"]
 
 

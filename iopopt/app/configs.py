@@ -15,8 +15,9 @@ Group schemas (the keys each config may have):
 - ``model``: ``source`` selects the schema (:data:`MODEL_KEYS`): ``zoo``
   (``name``, ``input_shape``, ``seed``, ``num_classes``), ``custom``
   (``target`` = ``pkg.module.fn`` returning an ``nn.Module``, ``kwargs``,
-  ``input_shape``) or ``synthetic`` (:func:`iopopt.synthetic.random_cnn`
-  arguments).
+  ``input_shape``), ``synthetic`` (:func:`iopopt.synthetic.random_cnn`
+  arguments) or ``torchvision`` (``name``, ``input_shape``, ``seed``,
+  ``kwargs``; needs a torchvision that imports).
 - ``cluster``: ``name``, ``host``, ``split``, ``devices`` (each
   :data:`DEVICE_KEYS`); or ``profile`` (and ``count``): the cluster an
   ``iopopt profile`` wrote (:mod:`iopopt.app.profiled`). A ``network`` with
@@ -79,6 +80,7 @@ MODEL_KEYS = {
     "zoo": frozenset({"source", "name", "input_shape", "seed", "num_classes"}),
     "custom": frozenset({"source", "name", "target", "kwargs", "input_shape"}),
     "synthetic": frozenset({"source", "name", "seed", "n_layers", "kind", "channels", "input_hw", "batch"}),
+    "torchvision": frozenset({"source", "name", "input_shape", "seed", "kwargs"}),
 }
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices"})
 DEVICE_KEYS = frozenset(
@@ -217,6 +219,8 @@ def model_spec(cfg) -> ModelSpec:
         if settings.get("input_shape") is not None:
             settings["input_shape"] = _shape("model.input_shape", settings["input_shape"], 4)
         return ModelSpec(name, source, settings)
+    if source == "torchvision":
+        return _torchvision_spec(m, settings)
     if source == "custom":
         target = m.get("target")
         if not isinstance(target, str) or "." not in target:
@@ -249,11 +253,30 @@ def model_spec(cfg) -> ModelSpec:
     return ModelSpec(name, source, settings)
 
 
+def _torchvision_spec(m, settings) -> ModelSpec:
+    from ..frontend import tvmodels
+
+    try:
+        valid = tvmodels.names()
+    except tvmodels.TorchvisionUnavailable as exc:
+        raise ConfigError(f"model=torchvision needs torchvision: {exc}") from None
+    name = m.get("name")
+    if name not in valid:
+        raise ConfigError(f"model.name {name!r} is not a torchvision model; valid: {', '.join(valid)}")
+    shape = settings.get("input_shape")
+    settings["input_shape"] = _shape("model.input_shape", shape, 4) if shape is not None else None
+    kwargs = settings.get("kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"model.kwargs must be a mapping, got {kwargs!r}")
+    settings["kwargs"] = dict(kwargs)
+    return ModelSpec(name, "torchvision", settings)
+
+
 def build_model(spec: ModelSpec, weights: bool = True):
     """Build the module of ``spec``; returns ``(nn.Module, input_shape)``.
 
-    ``weights=False`` lets a zoo model stay on the meta device (enough to
-    trace it; custom and synthetic models are built as they are).
+    ``weights=False`` lets a zoo or torchvision model stay on the meta device
+    (enough to trace it; custom and synthetic models are built as they are).
     """
     from torch import nn
 
@@ -270,6 +293,19 @@ def build_model(spec: ModelSpec, weights: bool = True):
                 f"seed={s.get('seed', 0)!r}): {type(exc).__name__}: {_one_line(exc)}"
             ) from None
         return module, tuple(s.get("input_shape") or shape)
+    if spec.source == "torchvision":
+        from ..frontend import tvmodels
+
+        shape = tuple(s.get("input_shape") or tvmodels.default_input_shape(spec.name))
+        try:
+            module = tvmodels.build(spec.name, seed=s.get("seed", 0), input_shape=shape if weights else None,
+                                    weights=weights, **s["kwargs"])
+        except Exception as exc:  # e.g. a keyword get_model does not take
+            raise ConfigError(
+                f"torchvision model {spec.name} could not be built (kwargs={s['kwargs']!r}): "
+                f"{type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+        return module, shape
     if spec.source == "synthetic":
         from ..frontend.synthetic import random_cnn
 

@@ -99,22 +99,30 @@ class Failure:
     module_type: str
     source: str
 
-    def line(self) -> str:
-        where = f"in {self.module or '<root>'} ({self.module_type})"
-        return f"node {self.node!r} {where}: {self.reason}" + (f"\n      at {self.source}" if self.source else "")
+    @property
+    def where(self) -> str:
+        return f"{self.node} in {self.module or '<root>'} ({self.module_type})"
 
 
 def report(model: str, failures: list[Failure]) -> str:
-    """Every failure of one model, grouped by operator (in order of first appearance)."""
-    groups: dict[str, list[Failure]] = {}
+    """Every failure of one model, grouped by operator (in order of first appearance).
+
+    Within an operator, nodes with the same reason and source line share one
+    entry (a model's twelve identical blocks give one entry of twelve nodes),
+    which still names each node and its module.
+    """
+    groups: dict[str, dict[tuple[str, str], list[Failure]]] = {}
     for f in failures:
-        groups.setdefault(f.op, []).append(f)
-    head = (
-        f"{model}: {len(failures)} operator(s) iopopt cannot partition, {len(groups)} kind(s) "
+        groups.setdefault(f.op, {}).setdefault((f.reason, f.source), []).append(f)
+    kinds = len(groups)
+    out = [
+        f"{model}: {len(failures)} operator(s) iopopt cannot partition, {kinds} kind(s) "
         "(every one is listed; see DESIGN §2 for the supported operators):"
-    )
-    out = [head]
-    for op, fs in groups.items():
-        out.append(f"  {op} ({len(fs)} node{'s' if len(fs) > 1 else ''}):")
-        out.extend(f"    - {f.line()}" for f in fs)
+    ]
+    for op, entries in groups.items():
+        n = sum(len(fs) for fs in entries.values())
+        out.append(f"  {op} ({n} node{'s' if n > 1 else ''}):")
+        for (reason, source), fs in entries.items():
+            out.append(f"    - {reason}" + (f"\n      at {source}" if source else ""))
+            out.append("      " + ("node " if len(fs) == 1 else f"{len(fs)} nodes: ") + "; ".join(f.where for f in fs))
     return "\n".join(out)
