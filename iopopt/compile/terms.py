@@ -81,6 +81,9 @@ class CostTerms:
         self._req: dict[tuple, Dist] = {}
         self._node: dict[tuple, NodeTerm] = {}
         self._edge: dict[tuple, Resharding | None] = {}
+        # one tensor feeding many consumers that need the same layout (DenseNet's concatenations: each
+        # layer's output joins every later concat of its block) reshards the same way on every edge
+        self._reshard: dict[tuple, Resharding | None] = {}
 
     # canonical splits, fixed per tensor ---------------------------------------------
     def _fresh(self, n: int) -> ChannelBlocks:
@@ -242,7 +245,11 @@ class CostTerms:
         a = self.out_dist(src, s_src)
         b = self.req_dist(dst, s_dst, index)
         ivs = self.canon_c(src) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
-        got = reshard(a, b, self.dtype_bytes, self.network, ivs)
+        same = (a, b, ivs)
+        if same in self._reshard:
+            got = self._reshard[same]
+        else:
+            got = self._reshard[same] = reshard(a, b, self.dtype_bytes, self.network, ivs)
         self._edge[key] = got
         return got
 
