@@ -61,7 +61,8 @@ class Capture:
 
 #: Operators with no value the graph needs (shape asserts left by export).
 _IGNORED = ("_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_constrain_range",
-            "sym_constrain_range_for_size", "_functional_assert_async", "_functional_assert_scalar")
+            "sym_constrain_range_for_size", "_functional_assert_async", "_functional_assert_scalar",
+            "_set_grad_enabled")
 
 
 def _op_name(node) -> str:

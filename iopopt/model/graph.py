@@ -152,7 +152,7 @@ class OpGraph:
         u→v carries ``index``, the position(s) of u among v's inputs.
     order : tuple of str
         Topological order used by execution and the cost model (the order of
-        the fx graph, which is a valid topological order).
+        captured graph, which is a valid topological order).
     dtype_bytes : int
         Bytes per element of activations and weights (4 for float32).
     """

@@ -45,7 +45,7 @@ def all_host(problem) -> Plan:
 
 
 def all_oc(problem) -> Plan:
-    """Every conv/linear ``oc``; every other node ``channel`` (``host`` where it has no channel strategy).
+    """Every conv/linear (and grouped conv) ``oc``; every other node ``channel`` (``replicate`` where it has none).
 
     The gather the ``oc`` strategy needs before each conv/linear (its input is
     replicated) is the resharding the compiler emits. The same plan as
