@@ -233,3 +233,22 @@ def test_grouped_conv_splits_by_whole_groups_where_its_input_is():
         for grp in {c // 3 for c in (r.channel_indices() if r else [])}:
             mine = {3 * grp, 3 * grp + 1, 3 * grp + 2}
             assert len(mine & held[d]) == max(len(mine & h) for h in held)
+
+
+def test_distributed_executor_runs_the_new_kinds(models):
+    """The same kernels over real processes and gloo messages: every model, three plan families, 3 ranks."""
+    from iopopt import compile_plan
+    from iopopt.distributed import DistributedExecutor, Job, check_trace
+
+    jobs = []
+    for name in sorted(MODELS):
+        module, shape = models[name]
+        problem = iopopt.Problem(iopopt.trace(module, shape), _hetero(3), SwitchedNetwork(1e8, 1e-4))
+        for kind in ("all_oc", "coedge", "random"):
+            jobs.append((f"{name}-{kind}", Job(compile_plan(problem, build_plan(problem, kind, seed=5)), module)))
+    traces = DistributedExecutor(warmup=0, repeats=1, timeout_s=60, run_timeout_s=300).run_many([j for _, j in jobs])
+    for (label, job), tr in zip(jobs, traces):
+        rep = check_trace(job.program, tr, job.module)
+        assert rep.passed, (label, rep.summary())
+        expected = [sum(s.term.weight_bytes[d] for s in job.program.steps) for d in range(3)]
+        assert [r.weight_bytes for r in tr.ranks] == expected, label
