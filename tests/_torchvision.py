@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 
 import pytest
 import torch
@@ -116,11 +117,13 @@ def meta_model(name: str):
     """
     tv = require()
     kwargs = {"aux_logits": False} if name == "googlenet" else {}
-    if name.startswith("regnet"):
-        with torch.random.fork_rng(devices=[]):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+        if name.startswith("regnet"):
+            with torch.random.fork_rng(devices=[]):
+                return tv.models.get_model(name, **kwargs).eval()
+        with torch.device("meta"):
             return tv.models.get_model(name, **kwargs).eval()
-    with torch.device("meta"):
-        return tv.models.get_model(name, **kwargs).eval()
 
 
 def weights_of(name: str) -> list:

@@ -129,6 +129,14 @@ def test_every_classification_cnn_traces_solves_and_verifies(name):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fam", sorted(FAMILIES))
+def test_one_model_per_family_at_batch_4_and_160x240(fam):
+    name = FAMILIES[fam][0]
+    for shape in [(4, 3, 112, 112), (1, 3, 160, 240)]:
+        _solve_and_verify(name, shape, {"greedy_iop": {}, "ilp": {"time_limit_s": 60}})
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _all())
 def test_every_published_figure_matches(name):
     _check_published_figures(name, weights_of(name))

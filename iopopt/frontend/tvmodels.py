@@ -6,6 +6,7 @@ and says so in one line when that fails (:class:`TorchvisionUnavailable`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -69,7 +70,9 @@ def build(name: str, seed: int = 0, input_shape=None, weights: bool = True, **kw
         raise ValueError(f"unknown torchvision model {name!r}; valid: {', '.join(valid)}")
     if name == "googlenet":
         kwargs.setdefault("aux_logits", False)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # GoogLeNet and Inception-v3 warn that their default initialisation will change: irrelevant here
+        warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
         torch.manual_seed(seed)
         if weights or name.startswith("regnet"):
             model = tv.models.get_model(name, weights=None, **kwargs)
