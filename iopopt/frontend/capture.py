@@ -9,7 +9,13 @@ walks the exported ATen graph, turning each operator into an
 :mod:`iopopt.frontend.classify`, :mod:`~iopopt.frontend.joins` and
 :mod:`~iopopt.frontend.reshape`. Parameters and buffers the forward reads
 (weights, batchnorm statistics, ConvNeXt's layer scale) become weights of the
-node that reads them, named by their qualified names. An operator no rule
+node that reads them, named by their qualified names. Identity-like
+operators are no nodes (``contiguous``, ``clone``, ``Identity`` and
+stochastic depth in eval leave nothing in the exported graph or are looked
+through), except dropout, which keeps its node of kind ``dropout`` as the
+fx capture had it, so graphs of the same structure stay the same. Nodes are
+named as torch.fx named them (a module call after its path, ``layer1_0_conv1``;
+a function after itself, ``add_1``). An operator no rule
 accepts does not stop the walk: :class:`UnsupportedOperator` lists every one
 of them at once, grouped by operator, with module and source line.
 """
