@@ -84,6 +84,7 @@ class CostTerms:
         # one tensor feeding many consumers that need the same layout (DenseNet's concatenations: each
         # layer's output joins every later concat of its block) reshards the same way on every edge
         self._reshard: dict[tuple, Resharding | None] = {}
+        self._dists: dict[Dist, Dist] = {}  # one object per distinct distribution: edges key reshardings by id
 
     # canonical splits, fixed per tensor ---------------------------------------------
     def _fresh(self, n: int) -> ChannelBlocks:
@@ -198,7 +199,7 @@ class CostTerms:
             got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name))
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
-        self._out[key] = got
+        got = self._out[key] = self._dists.setdefault(got, got)
         return got
 
     def req_dist(self, name: str, strategy: str, index: int) -> Dist:
@@ -233,7 +234,7 @@ class CostTerms:
             got = Dist(Layout.PARTIAL, (None,) * self.k, shape)
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
-        self._req[key] = got
+        got = self._req[key] = self._dists.setdefault(got, got)
         return got
 
     # terms ------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ class CostTerms:
         a = self.out_dist(src, s_src)
         b = self.req_dist(dst, s_dst, index)
         ivs = self.canon_c(src) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
-        same = (a, b, ivs)
+        same = (id(a), id(b), None if ivs is None else id(ivs))  # a, b interned; ivs cached per node
         if same in self._reshard:
             got = self._reshard[same]
         else:
