@@ -220,7 +220,9 @@ def model_spec(cfg) -> ModelSpec:
             settings["input_shape"] = _shape("model.input_shape", settings["input_shape"], 4)
         return ModelSpec(name, source, settings)
     if source == "torchvision":
-        return _torchvision_spec(m, settings)
+        from .tvconfig import torchvision_spec
+
+        return torchvision_spec(m, settings)
     if source == "custom":
         target = m.get("target")
         if not isinstance(target, str) or "." not in target:
@@ -253,25 +255,6 @@ def model_spec(cfg) -> ModelSpec:
     return ModelSpec(name, source, settings)
 
 
-def _torchvision_spec(m, settings) -> ModelSpec:
-    from ..frontend import tvmodels
-
-    try:
-        valid = tvmodels.names()
-    except tvmodels.TorchvisionUnavailable as exc:
-        raise ConfigError(f"model=torchvision needs torchvision: {exc}") from None
-    name = m.get("name")
-    if name not in valid:
-        raise ConfigError(f"model.name {name!r} is not a torchvision model; valid: {', '.join(valid)}")
-    shape = settings.get("input_shape")
-    settings["input_shape"] = _shape("model.input_shape", shape, 4) if shape is not None else None
-    kwargs = settings.get("kwargs") or {}
-    if not isinstance(kwargs, Mapping):
-        raise ConfigError(f"model.kwargs must be a mapping, got {kwargs!r}")
-    settings["kwargs"] = dict(kwargs)
-    return ModelSpec(name, "torchvision", settings)
-
-
 def build_model(spec: ModelSpec, weights: bool = True):
     """Build the module of ``spec``; returns ``(nn.Module, input_shape)``.
 
@@ -294,18 +277,9 @@ def build_model(spec: ModelSpec, weights: bool = True):
             ) from None
         return module, tuple(s.get("input_shape") or shape)
     if spec.source == "torchvision":
-        from ..frontend import tvmodels
+        from .tvconfig import build_torchvision
 
-        shape = tuple(s.get("input_shape") or tvmodels.default_input_shape(spec.name))
-        try:
-            module = tvmodels.build(spec.name, seed=s.get("seed", 0), input_shape=shape if weights else None,
-                                    weights=weights, **s["kwargs"])
-        except Exception as exc:  # e.g. a keyword get_model does not take
-            raise ConfigError(
-                f"torchvision model {spec.name} could not be built (kwargs={s['kwargs']!r}): "
-                f"{type(exc).__name__}: {_one_line(exc)}"
-            ) from None
-        return module, shape
+        return build_torchvision(spec, weights)
     if spec.source == "synthetic":
         from ..frontend.synthetic import random_cnn
 
