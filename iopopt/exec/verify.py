@@ -9,7 +9,6 @@ node, the bytes held per device at every step) with the cost model's figures
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import Counter
 from dataclasses import dataclass
