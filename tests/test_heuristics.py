@@ -22,6 +22,7 @@ from iopopt.model.problem import InvalidPlan
 from iopopt.network import SharedNetwork, SwitchedNetwork
 from iopopt.solvers import SolverError, make_solver
 from iopopt.solvers.baselines import BestUniform, RandomPlan
+from iopopt.solvers.exact import BruteSolver
 from iopopt.solvers.greedy_iop import BENEFIT_RTOL, GreedyIop
 from iopopt.solvers.testing import contract_problems
 from iopopt.space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
@@ -152,9 +153,8 @@ def test_greedy_with_recompute_is_a_local_optimum(case, base):
 @pytest.mark.parametrize("base", ["coedge", "oc"])
 def test_greedy_is_no_better_than_the_optimum_of_its_space(case, base):
     """An independent exhaustive search over base + disjoint pairs bounds the greedy from below."""
-    exact = pytest.importorskip("solvers.exact")
     problem = problem_for(case)
-    best = exact.BruteSolver(space="pairs", base=base).solve(problem)
+    best = BruteSolver(space="pairs", base=base).solve(problem)
     greedy = GreedyIop(base=base).solve(problem)
     assert best.termination == "optimal"
     assert best.objective <= greedy.objective * (1 + 1e-12)
