@@ -34,7 +34,10 @@ class Resharding:
 
     ``phases`` run one after the other; ``staging_bytes[d]`` is the size of the
     buffer device d assembles for the consumer (0 when it reads its stored
-    part as is).
+    part as is). ``tx_s[d]`` / ``rx_s[d]``: seconds device d's network
+    interface spends sending / receiving these messages
+    (:meth:`~iopopt.model.network.NetworkModel.radio_s`, summed over phases);
+    None when compiled without a network or the network model does not say.
     """
 
     src: Dist
@@ -42,6 +45,8 @@ class Resharding:
     phases: tuple[tuple[Transfer, ...], ...]
     staging_bytes: tuple[int, ...]
     time_s: float
+    tx_s: tuple[float, ...] | None = None
+    rx_s: tuple[float, ...] | None = None
 
     @property
     def identity(self) -> bool:
@@ -90,7 +95,8 @@ def reshard(
     if dst.kind == Layout.PARTIAL:
         if src.kind != Layout.PARTIAL:
             return None
-        return Resharding(src, src, (), (0,) * k, 0.0)
+        idle = (0.0,) * k if network is not None else None
+        return Resharding(src, src, (), (0,) * k, 0.0, idle, idle)
     phases: list[tuple[Transfer, ...]] = []
     staging = [0] * k
     if src.kind == Layout.PARTIAL:
@@ -140,6 +146,25 @@ def reshard(
         phases = [tuple(p1)]
     phases_t = tuple(p for p in phases if p)
     time_s = 0.0
+    tx: tuple[float, ...] | None = None
+    rx: tuple[float, ...] | None = None
     if network is not None:
-        time_s = network.time([[Message(t.src, t.dst, t.nbytes) for t in p] for p in phases_t])
-    return Resharding(src, dst, phases_t, tuple(staging), time_s)
+        messages = [[Message(t.src, t.dst, t.nbytes) for t in p] for p in phases_t]
+        time_s = network.time(messages)
+        tx, rx = _radio_s(network, messages, k)
+    return Resharding(src, dst, phases_t, tuple(staging), time_s, tx, rx)
+
+
+def _radio_s(
+    network: NetworkModel, phases: list[list[Message]], k: int
+) -> tuple[tuple[float, ...], tuple[float, ...]] | tuple[None, None]:
+    """Per-device (transmit, receive) seconds over ``phases``, or (None, None) when the network does not say."""
+    tx, rx = [0.0] * k, [0.0] * k
+    for p in phases:
+        got = network.radio_s(p, k)
+        if got is None:
+            return None, None
+        for d in range(k):
+            tx[d] += got[0][d]
+            rx[d] += got[1][d]
+    return tuple(tx), tuple(rx)

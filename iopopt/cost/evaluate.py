@@ -7,7 +7,8 @@ Execution is layer-synchronous in the graph's topological order::
 (the output node's input resharding is the final gather to the host).
 Memory per device: all its weight shards, plus the peak over steps of the
 live tensors it stores, the buffers it assembles for the current step and the
-current output.
+current output. Energy (when every device has power figures): see
+:mod:`iopopt.cost.energy`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from ..compile.program import Program, compile_plan
 from ..compile.terms import terms
 from ..model.problem import Plan, Problem
+from .energy import DeviceEnergy, energy_profile
 from .memory import memory_profile
 
 __all__ = ["OpCost", "DeviceMemory", "CostReport", "evaluate", "evaluate_program", "latency"]
@@ -52,7 +54,11 @@ class DeviceMemory:
 
 @dataclass(frozen=True)
 class CostReport:
-    """What a plan costs under the model (seconds and bytes)."""
+    """What a plan costs under the model (seconds, bytes and, with power figures, joules).
+
+    ``energy_j`` and ``energy_per_device`` are None when some device has no
+    power figures (energy unknown, not zero).
+    """
 
     latency_s: float
     compute_s: float
@@ -62,6 +68,8 @@ class CostReport:
     lower_bound_s: float
     per_device: tuple[DeviceMemory, ...]
     per_op: tuple[OpCost, ...]
+    energy_j: float | None = None
+    energy_per_device: tuple[DeviceEnergy, ...] | None = None
 
     @property
     def peak_memory_bytes(self) -> int:
@@ -80,10 +88,11 @@ class CostReport:
         ]
 
     def summary(self) -> str:
+        joules = f", energy {self.energy_j:.4g} J" if self.energy_j is not None else ""
         return (
             f"latency {self.latency_s * 1e3:.3f} ms (compute {self.compute_s * 1e3:.3f} ms, "
             f"comm {self.comm_s * 1e3:.3f} ms), {self.messages} messages, {self.bytes_sent / 1e6:.3f} MB sent, "
-            f"peak memory {self.peak_memory_bytes / 1e6:.2f} MB, lower bound {self.lower_bound_s * 1e3:.3f} ms"
+            f"peak memory {self.peak_memory_bytes / 1e6:.2f} MB{joules}, lower bound {self.lower_bound_s * 1e3:.3f} ms"
         )
 
 
@@ -107,6 +116,7 @@ def evaluate_program(program: Program) -> CostReport:
         DeviceMemory(dev.name, weights[d], act_peak[d], weights[d] + act_peak[d], dev.memory_bytes)
         for d, dev in enumerate(problem.cluster.devices)
     )
+    joules = energy_profile(program, comm + comp)
     return CostReport(
         latency_s=comm + comp,
         compute_s=comp,
@@ -116,6 +126,8 @@ def evaluate_program(program: Program) -> CostReport:
         lower_bound_s=problem.lower_bound_s(),
         per_device=per_device,
         per_op=tuple(per_op),
+        energy_j=None if joules is None else joules[0],
+        energy_per_device=None if joules is None else joules[1],
     )
 
 

@@ -12,6 +12,12 @@ for a kind it does not list, its peak dense conv rate ``flops_per_s``; and
 when it has neither). A device given only ``flops_per_s`` prices every
 operator as FLOPs / ``flops_per_s`` + overhead.
 
+A device may also carry power figures for energy (DESIGN §4):
+``active_power_w`` (computing), ``idle_power_w``, ``tx_power_w`` and
+``rx_power_w`` (its network interface busy sending / receiving), each the
+whole device's draw in that state. Give all four or none; without them a
+plan's energy is unknown (None), never zero.
+
 Per-kind bandwidths are there because one bandwidth cannot describe what
 torch does on a CPU: a conv with few FLOPs per byte (1x1, few input
 channels, or few output pixels for its weights) runs far below the peak rate,
@@ -31,9 +37,20 @@ from typing import Any
 
 from .graph import OpKind
 
-__all__ = ["Device", "Cluster", "KindRates", "split_counts", "SPLIT_POLICIES", "RATE_KINDS", "rate_kinds"]
+__all__ = [
+    "Device",
+    "Cluster",
+    "KindRates",
+    "split_counts",
+    "SPLIT_POLICIES",
+    "RATE_KINDS",
+    "POWER_FIELDS",
+    "rate_kinds",
+]
 
 SPLIT_POLICIES = ("proportional", "equal")
+#: A device's power figures, watts: computing, idle, sending, receiving (all four or none).
+POWER_FIELDS = ("active_power_w", "idle_power_w", "tx_power_w", "rx_power_w")
 
 
 def rate_kinds() -> tuple[str, ...]:
@@ -68,6 +85,22 @@ def _kind_map(owner: str, name: str, value: object, valid: tuple[str, ...], unit
             raise ValueError(f"{owner}: unknown op kind {kind!r} in {name}{hint}; valid kinds: {', '.join(valid)}")
         _positive(owner, f"{name}[{kind!r}]", rate)
     return value if isinstance(value, KindRates) else KindRates(value)
+
+
+def _check_power(owner: str, figures: Mapping[str, object]) -> None:
+    """Each power figure None or a finite number >= 0, and all four given or none."""
+    for name, value in figures.items():
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or value < 0:  # type: ignore[operator]  # a number by now
+            raise ValueError(f"{owner}: {name} must be a finite number >= 0 (watts), got {value!r}")
+    given = [n for n, v in figures.items() if v is not None]
+    if given and len(given) != len(figures):
+        missing = [n for n, v in figures.items() if v is None]
+        raise ValueError(
+            f"{owner}: power figures come as a set; {', '.join(given)} given but not {', '.join(missing)}"
+        )
 
 
 class KindRates(Mapping[str, float]):
@@ -120,6 +153,9 @@ class Device:
     kind_bytes_per_s : mapping of str to float
         Bandwidth torch reaches on particular op kinds, bytes/s (keys: ``conv``
         and :data:`RATE_KINDS`); other kinds use ``memory_bandwidth_bytes_per_s``.
+    active_power_w, idle_power_w, tx_power_w, rx_power_w : float or None
+        The device's draw, watts, while computing, idle, sending and
+        receiving (finite, >= 0; all four or none). None: energy is unknown.
     """
 
     name: str
@@ -129,6 +165,10 @@ class Device:
     kind_flops_per_s: Mapping[str, float] = field(default_factory=KindRates)
     memory_bandwidth_bytes_per_s: float | None = None
     kind_bytes_per_s: Mapping[str, float] = field(default_factory=KindRates)
+    active_power_w: float | None = None
+    idle_power_w: float | None = None
+    tx_power_w: float | None = None
+    rx_power_w: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -145,6 +185,12 @@ class Device:
                                                               (OpKind.CONV.value, *rate_kinds()), "bytes/s"))
         if self.memory_bandwidth_bytes_per_s is not None:
             _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
+        _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
+
+    @property
+    def has_power(self) -> bool:
+        """True when the device has its power figures (then all four are set)."""
+        return self.idle_power_w is not None
 
     @property
     def is_roofline(self) -> bool:
@@ -226,6 +272,11 @@ class Cluster:
     def total_flops_per_s(self) -> float:
         return sum(d.flops_per_s for d in self.devices)
 
+    @property
+    def has_power(self) -> bool:
+        """True when every device has power figures (a plan's energy is then defined)."""
+        return all(d.has_power for d in self.devices)
+
     def weights(self) -> tuple[float, ...]:
         """Share weights of the devices under the cluster's split policy."""
         if self.split == "equal":
@@ -239,10 +290,11 @@ class Cluster:
     @classmethod
     def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:
         """``k`` identical devices ``d0``, ``d1``, ...; ``op_overhead_s``, ``kind_flops_per_s``,
-        ``memory_bandwidth_bytes_per_s`` and ``kind_bytes_per_s`` go to every device, the others to the cluster."""
+        ``memory_bandwidth_bytes_per_s``, ``kind_bytes_per_s`` and the power figures (:data:`POWER_FIELDS`)
+        go to every device, the others to the cluster."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
-        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s")
+        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s", *POWER_FIELDS)
         roofline = {key: kw.pop(key) for key in keys if key in kw}
         devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)

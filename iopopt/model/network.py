@@ -3,6 +3,22 @@
 A phase is a set of messages that may travel at the same time. The models are
 deliberately simple and closed-form so that the cost of a resharding is a fixed
 number per (edge, strategy pair), which keeps the ILP exact.
+
+For energy (DESIGN §4) each model also says how long every device's network
+interface is busy sending and receiving in a phase (:meth:`NetworkModel.radio_s`),
+again a sum over messages, so a device's transmit and receive time is a sum
+of edge terms:
+
+- ``shared`` (one medium): a message occupies the medium for its airtime
+  ``latency_s + nbytes / bandwidth``; its sender transmits and its receiver
+  receives for that airtime. Messages serialise, so a device's transmit plus
+  receive time never exceeds the phase's duration.
+- ``switched`` (a full-duplex link per device): a device transmits for the
+  serialisation time of what it sends on its own link plus ``latency_s`` per
+  message, ``Σ_sent (latency_s + nbytes / B_d)``, and receives likewise for
+  what arrives on its link. Each is at most the phase's duration, but a
+  device may send and receive at once (full duplex), so transmit plus receive
+  may exceed it.
 """
 
 from __future__ import annotations
@@ -47,6 +63,14 @@ class NetworkModel(ABC):
         """Seconds for phases that run one after the other."""
         return sum(self.phase_time(p) for p in phases if p)
 
+    def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Seconds each of ``k`` devices spends sending and receiving ``messages`` (one phase).
+
+        Returns ``(tx_s, rx_s)``, one entry per device, or None when the model
+        does not say (then a plan's energy is unknown). The default says nothing.
+        """
+        return None
+
 
 @dataclass(frozen=True)
 class SharedNetwork(NetworkModel):
@@ -66,6 +90,19 @@ class SharedNetwork(NetworkModel):
     def phase_time(self, messages: Sequence[Message]) -> float:
         total = sum(m.nbytes for m in messages)
         return len(messages) * self.latency_s + total / self.bandwidth_bytes_per_s
+
+    def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The sender transmits and the receiver receives for each message's airtime, ``latency_s + nbytes / B``.
+
+        >>> SharedNetwork(100.0, 0.5).radio_s([Message(0, 1, 100), Message(2, 1, 50)], 3)
+        ((1.5, 0.0, 1.0), (0.0, 2.5, 0.0))
+        """
+        tx, rx = [0.0] * k, [0.0] * k
+        for m in messages:
+            air = self.latency_s + m.nbytes / self.bandwidth_bytes_per_s
+            tx[m.src] += air
+            rx[m.dst] += air
+        return tuple(tx), tuple(rx)
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,18 @@ class SwitchedNetwork(NetworkModel):
         msgs = max(max(sent_n[d], recv_n[d]) for d in devices)
         transfer = max(max(sent_b[d], recv_b[d]) / self._bw(d) for d in devices)
         return self.latency_s * msgs + transfer
+
+    def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """A device transmits ``latency_s + nbytes / B_d`` per message it sends on its link, receives likewise.
+
+        >>> SwitchedNetwork(100.0, 0.5).radio_s([Message(0, 1, 100), Message(2, 1, 50)], 3)
+        ((1.5, 0.0, 1.0), (0.0, 2.5, 0.0))
+        """
+        tx, rx = [0.0] * k, [0.0] * k
+        for m in messages:
+            tx[m.src] += self.latency_s + m.nbytes / self._bw(m.src)
+            rx[m.dst] += self.latency_s + m.nbytes / self._bw(m.dst)
+        return tuple(tx), tuple(rx)
 
 
 NETWORKS = {"shared": SharedNetwork, "switched": SwitchedNetwork}
