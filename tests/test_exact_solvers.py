@@ -247,7 +247,7 @@ def test_brute_memory_figures_match_the_cost_model():
     """brute computes all plans' peaks at once with numpy; they must equal ``evaluate``'s, plan by plan."""
     import numpy as np
 
-    from iopopt.solvers.exact import _peaks
+    from iopopt.solvers.brute import _peaks
 
     for seed in (1, 3, 4):
         problem = _tiny_problem(seed)

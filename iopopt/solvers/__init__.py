@@ -6,12 +6,24 @@ by another package's entry point (:mod:`iopopt.solvers.registry`).
 :mod:`iopopt.solvers.testing` is the contract every solver passes.
 """
 
-from .base import OBJECTIVE_RTOL, TERMINATIONS, ObjectiveMismatch, Solver, SolverError, SolveResult, Termination
+from .base import (
+    BUDGETS,
+    OBJECTIVE_RTOL,
+    OBJECTIVES,
+    TERMINATIONS,
+    ObjectiveMismatch,
+    Solver,
+    SolverError,
+    SolveResult,
+    Termination,
+)
 from .registry import CONF_DIR, ENTRY_POINT_GROUP, SolverSpec, make_solver, registered_solvers, solver_configs
 
 __all__ = [
+    "BUDGETS",
     "CONF_DIR",
     "ENTRY_POINT_GROUP",
+    "OBJECTIVES",
     "OBJECTIVE_RTOL",
     "TERMINATIONS",
     "ObjectiveMismatch",

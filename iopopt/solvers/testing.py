@@ -18,6 +18,13 @@ A solver may refuse a problem beyond its limits by raising
 accepts that (the test is skipped with the message) except on the smallest
 contract problem, which every solver must solve.
 
+A solver's result is judged by the objective it says it minimised
+(``objective_name``: latency, energy or peak memory) and, when its settings
+include budgets (``deadline_s``, ``energy_budget_j``, ``memory_budget_bytes``),
+only plans within them count as better or as proof that a plan exists. The
+contract problems' devices have power figures, so an energy solver is checked
+on them too.
+
 A solver whose settings include ``space: pairs`` is taken to search the IOP
 decision space of :mod:`iopopt.space.pairs` (its ``base`` setting, default
 ``coedge``, plus disjoint pairs), and its optimality claims are checked
@@ -29,21 +36,35 @@ independent reference plans.
 
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-from ..cost.evaluate import evaluate, latency
-from ..frontend.capture import trace
-from ..model.cluster import Cluster, Device
-from ..model.network import SharedNetwork, SwitchedNetwork
+from ..cost.evaluate import evaluate
 from ..model.problem import InvalidPlan, Plan, Problem
-from ..space.pairs import apply_pairs, base_plan, candidate_pairs, conflicts
-from .base import OBJECTIVE_RTOL, TERMINATIONS, ObjectiveMismatch, Solver, SolverError, SolveResult
+from ._oracles import (
+    CASE_IDS,
+    CONTRACT_POWER,
+    ContractCase,
+    contract_case,
+    contract_problems,
+    exhaustive_optimum,
+    reference_plans,
+    space_plans,
+    space_size,
+    within_budgets,
+)
+from .base import (
+    BUDGET_RTOL,
+    BUDGETS,
+    OBJECTIVE_RTOL,
+    TERMINATIONS,
+    ObjectiveMismatch,
+    Solver,
+    SolverError,
+    SolveResult,
+    objective_value,
+)
 
 try:  # the pytest suite is optional; the checks work without pytest
     import pytest
@@ -54,6 +75,7 @@ __all__ = [
     "ContractViolation",
     "ContractCase",
     "CASE_IDS",
+    "CONTRACT_POWER",
     "contract_case",
     "contract_problems",
     "reference_plans",
@@ -75,155 +97,6 @@ class ContractViolation(AssertionError):
 def _require(ok: bool, solver: Solver, message: str) -> None:
     if not ok:
         raise ContractViolation(f"{solver.name}: {message}")
-
-
-# -- standard problems -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContractCase:
-    """A contract problem and the torch module it was traced from (for ``verify``)."""
-
-    id: str
-    problem: Problem
-    module: Any = field(repr=False, compare=False)
-
-
-# id -> (seed, n_layers, kind, channels, input_hw, devices' FLOP/s, network kind, tight memory)
-# Devices are slow and the network fast, so that partitioning pays off and
-# solvers face real choices. The first case is the smallest (960 plans).
-_SPECS = {
-    "chain7-k2-shared": (1, 2, "chain", (4, 8), (8, 8), (1e7, 1e7), "shared", False),
-    "dag7-k3-switched": (30, 2, "dag", (2, 6), (8, 8), (2e7, 1e7, 1e7), "switched", False),
-    "dag10-k2-memory": (7, 3, "dag", (2, 6), (8, 8), (1e7, 1e7), "shared", True),
-    "chain-k3-shared": (2, 5, "chain", (4, 16), (12, 12), (1e7, 1e7, 1e7), "shared", False),
-    "dag-k4-switched": (3, 6, "dag", (4, 16), (12, 12), (1e7, 1e7, 1e7, 1e7), "switched", False),
-}
-
-#: Ids of the contract problems, smallest first.
-CASE_IDS: tuple[str, ...] = tuple(_SPECS)
-
-
-@functools.cache
-def contract_case(case_id: str) -> ContractCase:
-    """The contract problem ``case_id`` (one of :data:`CASE_IDS`), built once per process.
-
-    The ``...-memory`` case gives every device the peak memory of the ``oc``
-    base plan, so some plans (all-host) do not fit while a fitting one exists.
-    """
-    from ..frontend.synthetic import random_cnn
-
-    try:
-        seed, n_layers, kind, channels, hw, flops, net, tight = _SPECS[case_id]
-    except KeyError:
-        raise ValueError(f"unknown contract case {case_id!r}; valid: {list(CASE_IDS)}") from None
-    module, shape = random_cnn(seed, n_layers, kind=kind, channels=channels, input_hw=hw)
-    graph = trace(module, shape, name=case_id)
-    network = SharedNetwork(1e8, 1e-5) if net == "shared" else SwitchedNetwork(1e8, 1e-5)
-    cluster = Cluster(tuple(Device(f"d{i}", f) for i, f in enumerate(flops)))
-    problem = Problem(graph, cluster, network, name=case_id)
-    if tight:
-        capacity = evaluate(problem, base_plan(problem, "oc")).peak_memory_bytes
-        cluster = Cluster(tuple(Device(f"d{i}", f, capacity) for i, f in enumerate(flops)))
-        problem = Problem(graph, cluster, network, name=case_id)
-    return ContractCase(case_id, problem, module)
-
-
-def contract_problems() -> list[ContractCase]:
-    """Every contract problem, smallest first."""
-    return [contract_case(i) for i in CASE_IDS]
-
-
-# -- independent plans -------------------------------------------------------------
-
-
-def _random_valid_plan(problem: Problem, rng: random.Random, tries: int = 200) -> Plan | None:
-    # whole-plan rejection sampling, on purpose unlike the `random` baseline's per-node filtering
-    names = problem.graph.order
-    for _ in range(tries):
-        plan = Plan({n: rng.choice(problem.strategies(n)) for n in names})
-        if math.isfinite(latency(problem, plan)):
-            return plan
-    return None
-
-
-def reference_plans(problem: Problem, solver: Solver | None = None, n_random: int = 4, seed: int = 0) -> list[Plan]:
-    """Valid plans to compare an exact solver's optimum with, drawn independently of it.
-
-    For a solver with ``space: pairs``: its base plan, the base plan with each
-    single candidate pair, and with ``n_random`` random sets of disjoint
-    pairs. Otherwise: all-host, both base plans and ``n_random`` random valid
-    plans.
-    """
-    rng = random.Random(seed)
-    params = solver.get_params() if solver is not None else {}
-    if params.get("space") == "pairs":
-        base = base_plan(problem, params.get("base", "coedge"))
-        pairs = candidate_pairs(problem)
-        plans = [base] + [apply_pairs(base, [p]) for p in pairs]
-        for _ in range(n_random):
-            chosen, used = [], set()
-            for p in rng.sample(pairs, len(pairs)):
-                if rng.random() < 0.5 and used.isdisjoint(p.nodes):
-                    chosen.append(p)
-                    used.update(p.nodes)
-            plans.append(apply_pairs(base, chosen))
-        return plans
-    plans = [problem.plan({}), base_plan(problem, "coedge"), base_plan(problem, "oc")]
-    for _ in range(n_random):
-        plan = _random_valid_plan(problem, rng)
-        if plan is not None:
-            plans.append(plan)
-    return plans
-
-
-def space_plans(problem: Problem, solver: Solver | None = None) -> Iterator[Plan]:
-    """Every plan of the solver's decision space (all strategy combinations, or base plan + disjoint pairs).
-
-    Infeasible combinations (a ``partial`` consumer of a non-partial producer)
-    are included; their latency is ``inf``.
-    """
-    params = solver.get_params() if solver is not None else {}
-    names = problem.graph.order
-    if params.get("space") == "pairs":
-        base = base_plan(problem, params.get("base", "coedge"))
-        pairs = candidate_pairs(problem)
-        clash = {(pairs.index(a), pairs.index(b)) for a, b in conflicts(pairs)}
-        for bits in itertools.product((False, True), repeat=len(pairs)):
-            chosen = [j for j, on in enumerate(bits) if on]
-            if any((i, j) in clash for i in chosen for j in chosen):
-                continue
-            yield apply_pairs(base, [pairs[j] for j in chosen])
-        return
-    for combo in itertools.product(*(problem.strategies(n) for n in names)):
-        yield Plan(dict(zip(names, combo)))
-
-
-def space_size(problem: Problem, solver: Solver | None = None) -> int:
-    """The number of combinations :func:`space_plans` walks (an upper bound on its plans)."""
-    params = solver.get_params() if solver is not None else {}
-    if params.get("space") == "pairs":
-        return 2 ** len(candidate_pairs(problem))
-    return math.prod(len(problem.strategies(n)) for n in problem.graph.order)
-
-
-def exhaustive_optimum(problem: Problem, solver: Solver | None = None, memory: bool = True) -> float | None:
-    """The least latency of a plan of the solver's space (that fits memory, unless ``memory`` is false).
-
-    An oracle independent of every solver: plain enumeration and the cost
-    model. None when no plan fits.
-    """
-    best = None
-    finite_memory = memory and any(math.isfinite(d.memory_bytes) for d in problem.cluster.devices)
-    for plan in space_plans(problem, solver):
-        lat = latency(problem, plan)
-        if not math.isfinite(lat) or (best is not None and lat >= best):
-            continue
-        if finite_memory and not evaluate(problem, plan).fits_memory:
-            continue
-        best = lat
-    return best
-
 
 # -- the checks --------------------------------------------------------------------
 
@@ -255,16 +128,18 @@ def check_solver(
 
     Checks: a :class:`SolveResult` naming the solver, with a termination in
     :data:`~iopopt.solvers.base.TERMINATIONS`; a plan (unless infeasible, error or
-    time limit) that validates and covers every node; objective (and the
-    solver's own, when given) equal to :func:`iopopt.evaluate`'s latency
-    (relative 1e-9); ``memory_fits`` false exactly when the plan exceeds a
-    device's memory; bound ≤ objective; wall time ≥ 0; the same plan when
-    solved again (unless either run hit its time limit); for an exact solver,
-    an ``optimal`` objective equal to the exhaustive optimum of its space
-    (:func:`exhaustive_optimum`, when the space has at most
-    :data:`EXHAUSTIVE_LIMIT` plans) or else no worse than any fitting
-    :func:`reference_plans`, and no ``infeasible`` claim while a plan fits. With ``verify=True``,
-    runs the plan through ``iopopt.verify(problem, plan, module)``.
+    time limit) that validates and covers every node; ``objective_name`` the
+    solver's ``objective`` setting (latency by default); objective (and the
+    solver's own, when given) equal to :func:`iopopt.evaluate`'s figure for it
+    (relative 1e-9); the plan within the solver's budgets; ``memory_fits``
+    false exactly when the plan exceeds a device's memory; bound ≤ objective;
+    wall time ≥ 0; the same plan when solved again (unless either run hit its
+    time limit); for an exact solver, an ``optimal`` objective equal to the
+    exhaustive optimum of its space (:func:`exhaustive_optimum`, when the
+    space has at most :data:`EXHAUSTIVE_LIMIT` plans) or else no worse than
+    any :func:`reference_plans` within memory and budgets, and no
+    ``infeasible`` claim while such a plan exists. With ``verify=True``, runs
+    the plan through ``iopopt.verify(problem, plan, module)``.
 
     ``result``: an already computed first result (saves one solve).
     Raises :class:`ContractViolation` (an ``AssertionError``) on the first
@@ -310,18 +185,27 @@ def _check_plan(solver: Solver, problem: Problem, result: SolveResult) -> None:
     except InvalidPlan as exc:
         raise ContractViolation(f"{solver.name}: invalid plan: {exc}") from None
     report = evaluate(problem, plan)
+    name = result.objective_name
+    configured = solver.get_params().get("objective", "latency")
+    _require(name == configured, solver, f"set to minimise {configured}, but its result says {name}")
+    value = objective_value(report, name)
     _require(result.objective is not None, solver, "a plan without an objective")
+    _require(value is not None, solver, f"objective {name}, but the cost model has no {name} for the problem")
     _require(
-        _close(result.objective, report.latency_s),
+        _close(result.objective, value),
         solver,
-        f"objective {result.objective!r} s, cost model {report.latency_s!r} s",
+        f"objective {result.objective!r} ({name}), cost model {value!r}",
     )
     own = result.solver_objective
     _require(
-        own is None or _close(own, report.latency_s),
+        own is None or _close(own, value),
         solver,
-        f"solver objective {own!r} s, cost model {report.latency_s!r} s",
+        f"solver objective {own!r} ({name}), cost model {value!r}",
     )
+    for key, limit in solver.budgets().items():
+        got = objective_value(report, BUDGETS[key])
+        ok = got is not None and got <= limit * (1 + BUDGET_RTOL)
+        _require(ok, solver, f"its plan breaks {key}={limit!r}: the cost model gives {got!r}")
     _require(
         result.memory_fits is report.fits_memory,
         solver,
@@ -331,7 +215,7 @@ def _check_plan(solver: Solver, problem: Problem, result: SolveResult) -> None:
         _require(
             result.bound <= result.objective * (1 + OBJECTIVE_RTOL) + 1e-15,
             solver,
-            f"bound {result.bound!r} s above objective {result.objective!r} s",
+            f"bound {result.bound!r} above objective {result.objective!r}",
         )
 
 
@@ -346,22 +230,24 @@ def _check_against_references(solver: Solver, problem: Problem, result: SolveRes
         _require(
             _close(result.objective, best),
             solver,
-            f"claims optimal at {result.objective!r} s, but the exhaustive optimum of its space is {best!r} s",
+            f"claims optimal at {result.objective!r}, but the exhaustive optimum of its space is {best!r}",
         )
         return
+    params = solver.get_params()
     for ref in reference_plans(problem, solver):
         report = evaluate(problem, ref)
-        if not report.fits_memory:
+        if not within_budgets(report, params):
             continue
+        value = objective_value(report, result.objective_name)
         _require(
             result.termination != "infeasible",
             solver,
-            f"claims infeasible, but a valid plan fits memory ({report.latency_s!r} s: {ref!r})",
+            f"claims infeasible, but a valid plan fits memory and its budgets ({value!r}: {ref!r})",
         )
         _require(
-            result.objective <= report.latency_s * (1 + OBJECTIVE_RTOL) + 1e-15,
+            value is None or result.objective <= value * (1 + OBJECTIVE_RTOL) + 1e-15,
             solver,
-            f"claims optimal at {result.objective!r} s, but an independent plan costs {report.latency_s!r} s",
+            f"claims optimal at {result.objective!r}, but an independent plan has {value!r} ({result.objective_name})",
         )
 
 

@@ -1,23 +1,22 @@
-"""The ILP model: binaries per node strategy, edge variables per strategy pair, memory rows.
+"""The ILP model: binaries per node strategy, edge variables per strategy pair; :func:`build` puts it together.
 
 :func:`build` writes the PuLP problem of one :class:`~iopopt.model.problem.Problem`
-from its cost terms (:func:`iopopt.compile.terms`); the model is exact for the
-cost model (DESIGN §5), see :mod:`iopopt.solvers.ilp`.
+from its cost terms (:func:`iopopt.compile.terms`): the variables here, the
+memory rows (:mod:`.memory`), the objective and the budget rows
+(:mod:`.objective`). The model is exact for the cost model (DESIGN §5), see
+:mod:`iopopt.solvers.ilp`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ...compile.terms import terms as cost_terms
-from ...cost.evaluate import latency
 from ...model.problem import Plan, Problem
 from ...space.pairs import Pair, apply_pairs, base_plan, candidate_pairs
 
-__all__ = ["Model", "build", "infeasible_report"]
-
-_MIB = float(1 << 20)  # memory rows are written in MiB to keep coefficients moderate
+__all__ = ["Model", "build", "affine", "linear"]
 
 # A linear expression is kept as (terms, constant), terms a tuple of (variable, coefficient).
 _ONE = ((), 1.0)
@@ -29,16 +28,21 @@ class Model:
 
     prob: object
     problem: Problem
-    scale: float  # objective units per second
-    offset: float  # objective constant (fixed nodes and edges), which backends leave out of their bounds
     domains: dict[str, tuple[str, ...]]
     x: dict[str, dict[str, tuple]]  # node → strategy → expression
+    y: dict[tuple, dict[tuple[str, str], tuple]]  # edge → (strategy, strategy) → expression
     pairs: list[Pair] = field(default_factory=list)
     z: list = field(default_factory=list)
     base: Plan | None = None
+    objective: str = "latency"
+    scale: float = 1.0  # objective units per objective unit of the cost model (s, J or bytes)
+    offset: float = 0.0  # objective constant (fixed nodes and edges), which backends leave out of their bounds
+    caps: list[float] = field(default_factory=list)  # per-device byte limit: capacity, or the memory budget
     memory_rows: int = 0
     min_need: list[float] = field(default_factory=list)  # per-device lower bound on peak bytes
     hopeless: bool = False
+    peak: object = None  # the variable bounding every device's peak (MiB), for objective peak_memory
+    budget_rows: dict[str, float] = field(default_factory=dict)  # budget setting → its limit
 
     def stats(self) -> dict:
         p = self.prob
@@ -93,9 +97,15 @@ def _lin(parts) -> tuple[dict, float]:
     return acc, const
 
 
-def _affine(pulp, parts):
+def affine(pulp, parts):
+    """Σ coef·expr over ``parts`` (coef, expr) as a PuLP affine expression."""
     acc, const = _lin(parts)
     return pulp.LpAffineExpression([(v, a) for v, a in acc.items() if a != 0], constant=const)
+
+
+def linear(var) -> tuple:
+    """A PuLP variable as an expression of this module's form."""
+    return (((var, 1.0),), 0.0)
 
 
 def _full_domains(problem: Problem) -> dict[str, tuple[str, ...]]:
@@ -114,7 +124,34 @@ def _full_domains(problem: Problem) -> dict[str, tuple[str, ...]]:
     return {n: tuple(d) for n, d in dom.items()}
 
 
-def build(pulp, problem: Problem, space: str, base: str, memory: str) -> Model:
+def build(
+    pulp,
+    problem: Problem,
+    space: str,
+    base: str,
+    memory: str,
+    objective: str = "latency",
+    budgets: Mapping[str, float] | None = None,
+) -> Model:
+    """The model of ``problem`` in decision space ``space``, minimising ``objective`` within ``budgets``.
+
+    ``budgets`` maps budget settings (``deadline_s``, ``energy_budget_j``,
+    ``memory_budget_bytes``) to their limits.
+    """
+    from .memory import add_memory_rows
+    from .objective import add_budget_rows, set_objective
+
+    budgets = dict(budgets or {})
+    model = _variables(pulp, problem, space, base)
+    model.objective = objective
+    add_memory_rows(pulp, model, memory, budgets.get("memory_budget_bytes"), peak=objective == "peak_memory")
+    set_objective(pulp, model, objective)
+    add_budget_rows(pulp, model, {k: v for k, v in budgets.items() if k != "memory_budget_bytes"})
+    return model
+
+
+def _variables(pulp, problem: Problem, space: str, base: str) -> Model:
+    """The binaries ``x`` (or ``z`` in the pairs space) and edge variables ``y``, with their rows."""
     g, t = problem.graph, cost_terms(problem)
     prob = pulp.LpProblem("iopopt", pulp.LpMinimize)
     index = {n: i for i, n in enumerate(g.order)}
@@ -177,107 +214,20 @@ def build(pulp, problem: Problem, space: str, base: str, memory: str) -> Model:
             # a strategy with no feasible partner across this edge is forbidden
             for s in du:
                 if len(dv) == 1 and (s, dv[0]) not in ye:
-                    prob += _affine(pulp, [(1.0, x[u][s])]) == 0
+                    prob += affine(pulp, [(1.0, x[u][s])]) == 0
             for q in dv:
                 if len(du) == 1 and (du[0], q) not in ye:
-                    prob += _affine(pulp, [(1.0, x[v][q])]) == 0
+                    prob += affine(pulp, [(1.0, x[v][q])]) == 0
         else:
             for s, q in feasible:
                 var = prob.add_variable(f"y_{e_id}_{su.index(s)}_{sv.index(q)}", lowBound=0)
                 ye[(s, q)] = (((var, 1.0),), 0.0)
             for s in du:
                 row = [(1.0, ye[(s, q)]) for q in dv if (s, q) in ye] + [(-1.0, x[u][s])]
-                prob += _affine(pulp, row) == 0, f"mu_{e_id}_{su.index(s)}"
+                prob += affine(pulp, row) == 0, f"mu_{e_id}_{su.index(s)}"
             for q in dv:
                 row = [(1.0, ye[(s, q)]) for s in du if (s, q) in ye] + [(-1.0, x[v][q])]
-                prob += _affine(pulp, row) == 0, f"mv_{e_id}_{sv.index(q)}"
+                prob += affine(pulp, row) == 0, f"mv_{e_id}_{sv.index(q)}"
         y[(u, v, i)] = ye
 
-    # objective, in units that keep the backend's tolerances far below 1e-9 relative -------
-    ref = latency(problem, base_p if base_p is not None else problem.plan({}))
-    scale = 1e3 / ref if ref > 0 and math.isfinite(ref) else 1.0
-    obj = [(t.node(n, s).compute_s * scale, x[n][s]) for n in g.order for s in domains[n]]
-    for (u, v, i), ye in y.items():
-        obj.extend((t.edge(u, v, i, s, q).time_s * scale, e) for (s, q), e in ye.items())
-    objective = _affine(pulp, obj)
-    prob += objective
-
-    model = Model(
-        prob, problem, scale, objective.constant, domains, x, pairs=pairs, z=zs, base=base_p
-    )
-    _add_memory_rows(pulp, model, y, memory)
-    return model
-
-
-def _add_memory_rows(pulp, model: Model, y, memory: str) -> None:
-    """Capacity rows per (step, device) and each device's lower bound on its peak bytes.
-
-    Devices with infinite capacity get neither; with ``memory: off`` nothing is done.
-    """
-    problem, prob, x, domains = model.problem, model.prob, model.x, model.domains
-    g, t = problem.graph, cost_terms(problem)
-    order = g.order
-    model.min_need = [0.0] * problem.k
-    finite = [d for d, dev in enumerate(problem.cluster.devices) if math.isfinite(dev.memory_bytes)]
-    if memory == "off" or not finite:
-        return
-    last = {n: g.last_use(n) for n in order}
-    in_edges = {n: [(src, n, i) for i, src in enumerate(g[n].inputs)] for n in order}
-    # per-device byte tuples, looked up once
-    weight = {n: {s: t.node(n, s).weight_bytes for s in domains[n]} for n in order}
-    out = {n: {s: t.node(n, s).out_bytes for s in domains[n]} for n in order}
-    stage = {e: {sq: t.edge(*e, *sq).staging_bytes for sq in ye} for e, ye in y.items()}
-
-    for d in finite:
-        cap = problem.cluster.devices[d].memory_bytes
-        w_min = sum(min(b[d] for b in weight[n].values()) for n in order)
-        w_max = sum(max(b[d] for b in weight[n].values()) for n in order)
-        w_var = None
-        live: list[str] = []
-        need = w_min
-        for p, n in enumerate(order):
-            sources = [(out[u], x[u]) for u in live] + [(stage[e], y[e]) for e in in_edges[n]] + [(out[n], x[n])]
-            lo = sum(min(b[d] for b in table.values()) for table, _ in sources)
-            hi = sum(max(b[d] for b in table.values()) for table, _ in sources)
-            need = max(need, w_min + lo)
-            if memory == "on" or w_max + hi > cap:
-                if w_var is None:
-                    w_var = prob.add_variable(f"w_{d}", lowBound=0)
-                    row = [(b[d] / _MIB, x[v][s]) for v in order for s, b in weight[v].items()]
-                    row.append((-1.0, (((w_var, 1.0),), 0.0)))
-                    prob += _affine(pulp, row) == 0, f"w_{d}"
-                row = [(1.0, (((w_var, 1.0),), 0.0))]
-                row += [(b[d] / _MIB, exprs[key]) for table, exprs in sources for key, b in table.items()]
-                prob += _affine(pulp, row) <= cap / _MIB, f"mem_{p}_{d}"
-                model.memory_rows += 1
-            if last[n] > p:
-                live.append(n)
-            live = [u for u in live if last[u] > p]
-        model.min_need[d] = need
-        if need > cap:
-            model.hopeless = True
-
-
-def infeasible_report(problem: Problem, model: Model) -> dict:
-    devs = problem.cluster.devices
-    over = [d for d in range(problem.k) if model.min_need[d] > devs[d].memory_bytes]
-    lines = {
-        devs[d].name: f"needs at least {model.min_need[d]:.0f} B, capacity {devs[d].memory_bytes:.0f} B"
-        for d in range(problem.k)
-        if math.isfinite(devs[d].memory_bytes)
-    }
-    if over:
-        names = [devs[d].name for d in over]
-        reason = (
-            f"device(s) {', '.join(names)} cannot hold even their smallest possible share "
-            "of weights and activations"
-        )
-    else:
-        finite = [d for d in range(problem.k) if math.isfinite(devs[d].memory_bytes)]
-        finite.sort(key=lambda d: -model.min_need[d] / devs[d].memory_bytes)
-        names = [devs[d].name for d in finite[:2]]
-        reason = (
-            "no plan fits all memory capacities at once (each device alone could fit); "
-            f"tightest: {', '.join(names)}"
-        )
-    return {"reason": reason, "binding_devices": names, "memory_lower_bounds": lines}
+    return Model(prob, problem, domains, x, y, pairs=pairs, z=zs, base=base_p)

@@ -12,15 +12,25 @@ has no ``y``, which forbids it.
 Memory (``cost.memory_profile``) is linear in the same variables: device d
 needs ``W_d + held_d(p) ≤ capacity_d`` at every step p, where ``W_d`` sums
 the weight shards and ``held_d(p)`` the stored outputs still awaited at p,
-the buffers staged for p's inputs and p's own output.
+the buffers staged for p's inputs and p's own output (:mod:`.memory`).
+
+Energy is a sum of node and edge terms too (:mod:`iopopt.cost.energy`), so
+``objective: energy`` and the budgets ``deadline_s`` and ``energy_budget_j``
+are linear rows in the same variables (:mod:`.objective`);
+``memory_budget_bytes`` lowers every device's capacity row, and
+``objective: peak_memory`` minimises one variable bounding every device's
+bytes at every step. A budget below a lower bound on its quantity is
+``infeasible`` without a solve; a model the backend proves infeasible names
+the budget that binds (:mod:`.budgets`).
 
 ``space: pairs`` restricts the plans to the greedy's decision space
 (:mod:`iopopt.pairs`): a base plan plus disjoint IOP pairs, one binary ``z``
 per candidate pair, with each ``x`` an affine function of the ``z``.
 
 The backend is any PuLP solver by name (``PULP_CBC_CMD`` bundled, ``HiGHS``
-through highspy). The returned objective is the cost model's latency of the
-extracted plan; ``bound`` is the backend's proven lower bound (seconds).
+through highspy). The returned objective is the cost model's value of the
+chosen objective for the extracted plan; ``bound`` is the backend's proven
+lower bound (seconds, joules or bytes).
 """
 
 from __future__ import annotations
@@ -29,12 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ...cost.evaluate import latency
-from ...model.problem import Problem
+from ...cost.energy import energy
+from ...cost.evaluate import evaluate, latency
+from ...model.problem import Plan, Problem
 from ...space.pairs import BASES
-from ..base import Solver, SolverError, SolveResult
+from ..base import Solver, SolverError, SolveResult, check_budgets, check_objective
 from .backends import check_backend, limit_and_bound, make_backend, quiet_stdout, read_log, unscale
-from .model import build, infeasible_report
+from .budgets import below_lower_bound, binding
+from .memory import infeasible_report
+from .model import build
 
 __all__ = ["IlpSolver", "SPACES", "MEMORY_MODES"]
 
@@ -70,6 +83,12 @@ class IlpSolver(Solver):
         Print the backend's log.
     base : {"coedge", "oc"}
         Base plan of the ``pairs`` space.
+    objective : {"latency", "energy", "peak_memory"}
+        What to minimise: seconds, joules per inference (every device needs
+        power figures), or the largest device's peak bytes.
+    deadline_s, energy_budget_j, memory_budget_bytes : float or None
+        Budgets: the plan's latency, energy, and every device's peak bytes
+        (beside its capacity) at most this (None: no budget).
     """
 
     name = "ilp"
@@ -85,6 +104,10 @@ class IlpSolver(Solver):
         memory: str = "auto",
         msg: bool = False,
         base: str = "coedge",
+        objective: str = "latency",
+        deadline_s: float | None = None,
+        energy_budget_j: float | None = None,
+        memory_budget_bytes: float | None = None,
     ):
         self.space = space
         self.backend = backend
@@ -94,6 +117,10 @@ class IlpSolver(Solver):
         self.memory = memory
         self.msg = msg
         self.base = base
+        self.objective = objective
+        self.deadline_s = deadline_s
+        self.energy_budget_j = energy_budget_j
+        self.memory_budget_bytes = memory_budget_bytes
 
     def check_settings(self) -> None:
         """Raise :class:`SolverError` naming a bad setting and its valid values."""
@@ -107,23 +134,37 @@ class IlpSolver(Solver):
             raise SolverError(f"ilp: time_limit_s must be positive or None, got {self.time_limit_s!r}")
         if not 0 <= self.gap_rel < 1:
             raise SolverError(f"ilp: gap_rel must be in [0, 1), got {self.gap_rel!r}")
+        check_objective("ilp", self.objective)
+        check_budgets("ilp", self.get_params())
+        if self.memory == "off" and self.memory_budget_bytes is not None:
+            raise SolverError("ilp: memory_budget_bytes needs memory rows; it cannot go with memory: off")
 
     def _solve(self, problem: Problem) -> SolveResult:
         import pulp
 
         check_backend(pulp, self.backend)
         t0 = time.perf_counter()
-        model = build(pulp, problem, self.space, self.base, self.memory)
+        budgets = self.budgets()
+        model = build(pulp, problem, self.space, self.base, self.memory, self.objective, budgets)
         extra = {
             "space": self.space,
             "backend": self.backend,
             "build_s": time.perf_counter() - t0,
             **model.stats(),
         }
+        if budgets:
+            extra["budgets"] = budgets
+
+        def infeasible(why: dict) -> SolveResult:
+            extra.update(why)
+            return SolveResult(self.name, "infeasible", None, extra=extra, objective_name=self.objective)
+
         if model.hopeless:
             # proven without the backend: some device cannot hold even its cheapest possible share
-            extra.update(infeasible_report(problem, model))
-            return SolveResult(self.name, "infeasible", None, extra=extra)
+            return infeasible(infeasible_report(problem, model, self.memory_budget_bytes))
+        below = below_lower_bound(model, budgets)
+        if below is not None:  # proven without the backend: a budget below a lower bound on its quantity
+            return infeasible(below)
 
         with tempfile.TemporaryDirectory(prefix="iopopt-ilp-") as tmp:
             backend = make_backend(pulp, self, Path(tmp))
@@ -150,21 +191,23 @@ class IlpSolver(Solver):
 
         sol = model.prob.sol_status
         if model.prob.status == pulp.LpStatusInfeasible or sol == pulp.LpSolutionInfeasible:
-            if not model.memory_rows:  # without memory rows every model has a feasible plan
+            if model.budget_rows:
+                return infeasible(binding(lambda quantity: self._alone(problem, quantity), budgets))
+            if not model.memory_rows:  # without memory rows or budgets every model has a feasible plan
                 raise SolverError(f"ilp: backend {self.backend} reports an infeasible model without memory rows")
-            extra.update(infeasible_report(problem, model))
-            return SolveResult(self.name, "infeasible", None, extra=extra)
+            return infeasible(infeasible_report(problem, model, self.memory_budget_bytes))
 
         has_solution = sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
         plan = model.extract() if has_solution else None
         if plan is None:
             if stopped:
-                return SolveResult(self.name, "time_limit", None, bound=unscale(backend_bound, model), extra=extra)
+                return SolveResult(self.name, "time_limit", None, bound=unscale(backend_bound, model), extra=extra,
+                                   objective_name=self.objective)
             raise SolverError(f"ilp: backend {self.backend} returned no solution (status {extra['pulp_status_raw']})")
 
-        objective = latency(problem, plan)  # the figure Solver.solve reports
+        objective = self._value(problem, plan)  # the figure Solver.solve reports
         obj_value = pulp.value(model.prob.objective)
-        extra["backend_objective_s"] = None if obj_value is None else obj_value / model.scale
+        extra["backend_objective"] = None if obj_value is None else obj_value / model.scale
         bound = unscale(backend_bound, model)
         proven = sol == pulp.LpSolutionOptimal and not stopped
         if bound is None and proven:
@@ -186,7 +229,21 @@ class IlpSolver(Solver):
             # the backend claims a proof, but the extracted plan is measurably above its bound
             termination = "feasible"
             extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
-        return SolveResult(self.name, termination, plan, objective=objective, bound=bound, extra=extra)
+        return SolveResult(
+            self.name, termination, plan, objective=objective, bound=bound, extra=extra, objective_name=self.objective
+        )
 
+    def _value(self, problem: Problem, plan: Plan) -> float:
+        """The cost model's value of the objective for ``plan``."""
+        if self.objective == "energy":
+            value = energy(problem, plan)
+            assert value is not None  # the model was built, so every device has power figures
+            return value
+        if self.objective == "peak_memory":
+            return float(evaluate(problem, plan).peak_memory_bytes)
+        return latency(problem, plan)
 
-# -- model -----------------------------------------------------------------------------
+    def _alone(self, problem: Problem, quantity: str) -> SolveResult:
+        """The least ``quantity`` within memory (and the memory budget), without the other budgets."""
+        params = dict(self.get_params(), objective=quantity, deadline_s=None, energy_budget_j=None)
+        return type(self)(**params)._solve(problem)
