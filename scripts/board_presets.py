@@ -7,7 +7,10 @@ ratio to the conv rate, a kind's bandwidth keeps its ratio to the conv rate when
 (below half the memory bandwidth: pooling, depthwise and low-intensity convs) and to the memory bandwidth otherwise
 (elementwise kinds, linear layers; at most the board's memory bandwidth, since what beat memory on the
 reference came from its large caches). That transfer is the weakest part of these presets (x86 AVX-512 kernels are not
-NEON ones); measure your own boards with ``iopopt profile``. Run from the repository root::
+NEON ones); measure your own boards with ``iopopt profile``. Power figures (DESIGN §4: the whole board's draw while
+computing, idle, sending and receiving) come from public measurements where one was found and are estimates
+otherwise, each labelled; the transmit/receive figures are a Wi-Fi radio's (they overstate a wired link's). Run from
+the repository root::
 
     .venv/bin/python scripts/board_presets.py outputs/reference/roofline/profile
 """
@@ -20,6 +23,13 @@ from pathlib import Path
 
 CONF = Path(__file__).resolve().parent.parent / "iopopt" / "conf" / "cluster"
 
+# A 2.4 GHz Wi-Fi radio's draw on top of idle: no measurement of a Pi's radio alone was found, so every board's
+# transmit/receive increments are taken from Espressif's ESP32 datasheet ("Current Consumption Depending on RF
+# Modes": TX 802.11n HT20 MCS7 178 mA, RX 110 mA, at 3.3 V), the one radio with public figures at hand.
+RADIO_TX_W, RADIO_RX_W = 0.178 * 3.3, 0.110 * 3.3
+RADIO_NOTE = ("estimate: idle plus a 2.4 GHz radio's draw, transmit 0.59 W / receive 0.36 W (ESP32 datasheet, "
+              "'Current Consumption Depending on RF Modes': TX 802.11n HT20 MCS7 178 mA, RX 110 mA at 3.3 V; no "
+              "measurement of this board's radio alone found); a Wi-Fi figure, so it overstates a wired link")
 PI4_STREAM = "STREAM copy 5527 MB/s, scale 5562 MB/s, single thread, on a Pi 4 (https://www.sci-pi.org.uk/bench/stream.html)"
 BOARDS = {
     "rpi4": {
@@ -30,6 +40,9 @@ BOARDS = {
         "memory_bandwidth_bytes_per_s": (5.5e9, f"source: {PI4_STREAM}"),
         "op_overhead_s": (1.0e-4, "estimate, kept from the first release (framework cost per operator)"),
         "memory_bytes": (3.0e9, "assumption: 3 GB of the 4 GB free for the model"),
+        "active_power_w": (5.0, "source: 5.0 W at the wall under stress-ng --matrix 0 (all four cores), Pi 4 "
+                                "Model B Rev 1.4 (https://github.com/geerlingguy/sbc-reviews/issues/4)"),
+        "idle_power_w": (1.6, "source: 1.6 W idle at the wall, same board and page"),
     },
     "rpi5": {
         "title": "Raspberry Pi 5 (BCM2712, 4x Cortex-A76 @ 2.4 GHz, 4 GB LPDDR4X-4267), PyTorch on 4 threads",
@@ -42,6 +55,10 @@ BOARDS = {
                                                 "other-models-evaluation-test/53405)"),
         "op_overhead_s": (5.4e-5, "estimate: the Pi 4's 0.1 ms / 1.85 (the sysbench ratio)"),
         "memory_bytes": (3.0e9, "assumption: 3 GB of the 4 GB free for the model"),
+        "active_power_w": (11.0, "source: 11 W at the wall running HPL on all four cores at 2.4 GHz "
+                                 "(30.249 GFLOP/s at 11 W, https://github.com/geerlingguy/top500-benchmark/issues/18)"),
+        "idle_power_w": (3.1, "estimate: the Raspberry Pi 500's idle draw at the wall, 3.1 W (the same BCM2712 "
+                              "at 2.4 GHz, https://github.com/geerlingguy/sbc-reviews/issues/60)"),
     },
     "jetson_nano_cpu": {
         "title": "NVIDIA Jetson Nano, CPU only (4x Cortex-A57 @ 1.43 GHz, 4 GB 64-bit LPDDR4, 25.6 GB/s nominal), "
@@ -55,6 +72,10 @@ BOARDS = {
                                                  "nominal = 32-bit LPDDR4-3200)"),
         "op_overhead_s": (1.5e-4, "estimate: the Pi 4's 0.1 ms x 8 / 5.3 (the conv-rate ratio)"),
         "memory_bytes": (2.5e9, "assumption: 2.5 GB of the 4 GB (shared with the GPU) free for the model"),
+        "active_power_w": (7.0, "estimate: below the 10 W budget of NVIDIA's default MaxN mode (4 cores at "
+                                "1479 MHz, GPU included; NVIDIA's Jetson Nano power-mode table as reposted at "
+                                "https://xiaopingtou.net/article-89752.html) since the GPU idles"),
+        "idle_power_w": (2.0, "assumption: no idle measurement found"),
     },
     "esp32s3": {
         "title": "ESP32-S3-class microcontroller (2x Xtensa LX7 @ 240 MHz, 512 KB SRAM, 8 MB octal PSRAM @ 80 MHz); "
@@ -71,6 +92,11 @@ BOARDS = {
         "op_overhead_s": (1.0e-3, "estimate, kept from the first release"),
         "memory_bytes": (8.0e6, "source: the 8 MB PSRAM of the N16R8 module (same memory-map page); everything "
                                 "else assumed to fit in the 512 KB SRAM"),
+        "active_power_w": (0.25, "estimate: both cores at 240 MHz with PSRAM traffic, about 75 mA at 3.3 V (the "
+                                 "ESP32-S2 datasheet gives 22 mA for one core at 240 MHz without memory traffic)"),
+        "idle_power_w": (0.107, "source: 32.3 mA at 3.3 V measured on an ESP32-S3-DevKitC powered with no code "
+                                "running (https://github.com/ComNets-Bremen/WUSN/files/14448364/"
+                                "MoleNet.-.V6_power_consumption.pdf)"),
     },
     "laptop": {
         "title": "Laptop CPU (an x86 core like the reference machine's, AVX-512; 4 PyTorch threads; dual-channel "
@@ -81,8 +107,15 @@ BOARDS = {
                                                  "the Pi 4's measured-STREAM / nominal ratio"),
         "op_overhead_s": (None, "estimate: the reference machine's fitted overhead"),
         "memory_bytes": (8.0e9, "assumption: 8 GB free for the model"),
+        "active_power_w": (25.0, "assumption: a laptop with four cores busy (no measurement)"),
+        "idle_power_w": (6.0, "assumption: a laptop idle with its screen off (no measurement)"),
+        "radio": (2.0, 2.0, "estimate: idle plus 2 W while sending or receiving; a ThinkPad W510 (Intel 6300 "
+                            "Wi-Fi) drew 1.5-4.9 W more downloading at 50-700 kB/s, CPU included "
+                            "(https://www.fedoraproject.org/w/index.php?title=SIGs/PowerManagement/"
+                            "WifiSpeedPowerConsumption&oldid=237574)"),
     },
 }
+POWER_KEYS = ("active_power_w", "idle_power_w")
 #: cluster preset -> (board per device, device names, host, description)
 CLUSTERS = {
     **{f"rpi4_x{k}": ([("rpi4", f"rpi{i}") for i in range(k)], f"{k} identical Raspberry Pi 4 boards")
@@ -110,6 +143,10 @@ def board_figures(board: str, ref: dict) -> tuple[dict, list[str]]:
     overhead = spec["op_overhead_s"][0] or dev["op_overhead_s"]
     fig = {"flops_per_s": conv, "memory_bytes": spec["memory_bytes"][0], "op_overhead_s": overhead,
            "memory_bandwidth_bytes_per_s": bw, "kind_flops_per_s": {}, "kind_bytes_per_s": {}}
+    idle = spec["idle_power_w"][0]
+    tx_inc, rx_inc, radio_note = spec.get("radio", (RADIO_TX_W, RADIO_RX_W, RADIO_NOTE))
+    power = {"active_power_w": spec["active_power_w"][0], "idle_power_w": idle,
+             "tx_power_w": idle + tx_inc, "rx_power_w": idle + rx_inc}
     if board == "esp32s3":  # no torch kernels to transfer: scalar loops, pooling and depthwise at half the conv rate
         fig["kind_flops_per_s"] = {k: conv / 2 for k in ("dwconv", "maxpool", "avgpool", "adaptive_avgpool")}
         kinds_note = ("kind_flops_per_s: estimate, pooling and depthwise convs at half the conv rate (loops without "
@@ -128,8 +165,9 @@ def board_figures(board: str, ref: dict) -> tuple[dict, list[str]]:
                       "compute-like bandwidths (below half the memory bandwidth) scaled by the conv-rate ratio, the "
                       "others by the memory-bandwidth ratio and at most the memory bandwidth")
     notes = [f"{key}: {spec[key][1]}" for key in ("flops_per_s", "memory_bandwidth_bytes_per_s", "op_overhead_s",
-                                                 "memory_bytes")]
-    return fig, [spec["title"] + ":"] + notes + [kinds_note]
+                                                 "memory_bytes", *POWER_KEYS)]
+    notes.append(f"tx_power_w / rx_power_w: {radio_note}")
+    return {**fig, "power": power}, [spec["title"] + ":"] + notes + [kinds_note]
 
 
 def _wrap(text: str, width: int = 116) -> list[str]:
@@ -155,7 +193,7 @@ def cluster_text(name: str, ref: dict) -> str:
     lines += [f"name: {name}       # display name in results",
               "host: 0              # index (or name) of the device holding the input and the output",
               "split: proportional  # channel/row shares: proportional (to flops_per_s) | equal",
-              "devices:             # roofline devices: conv rate, per-kind rates, bandwidths, overhead, memory"]
+              "devices:             # roofline devices: rates, bandwidths, overhead, memory, power figures (W)"]
     for board, dev_name in members:
         fig = board_figures(board, ref)[0]
         lines.append(f"  - name: {dev_name}")
@@ -163,6 +201,8 @@ def cluster_text(name: str, ref: dict) -> str:
         lines.append(f"    memory_bandwidth_bytes_per_s: {fig['memory_bandwidth_bytes_per_s']:.3e}")
         lines.append(f"    op_overhead_s: {fig['op_overhead_s']:.3e}")
         lines.append(f"    memory_bytes: {fig['memory_bytes']:.3e}")
+        for key, watts in fig["power"].items():
+            lines.append(f"    {key}: {watts:.4g}")
         for key in ("kind_flops_per_s", "kind_bytes_per_s"):
             if fig[key]:
                 inner = ", ".join(f"{k}: {v:.3e}" for k, v in fig[key].items())

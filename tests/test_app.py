@@ -202,11 +202,14 @@ def test_result_json_has_the_design_keys(tmp_path):
     assert rec["solver"] == "greedy_iop" and rec["termination"] == "completed" and rec["error"] is None
     assert rec["verify"] is None
     assert math.isclose(rec["latency_s"], rec["compute_s"] + rec["comm_s"])
-    assert math.isclose(rec["objective"], rec["latency_s"])
+    assert math.isclose(rec["objective"], rec["latency_s"]) and rec["objective_name"] == "latency"
     assert rec["peak_memory_bytes"] == max(d["peak_bytes"] for d in rec["per_device"])
-    for d in rec["per_device"]:
-        assert set(d) == {"name", "weights_bytes", "activation_peak_bytes", "peak_bytes"}
+    for d in rec["per_device"]:  # rpi4_x4 has power figures: each device's energy and its times
+        assert set(d) == {"name", "weights_bytes", "activation_peak_bytes", "peak_bytes",
+                          "energy_j", "busy_s", "tx_s", "rx_s", "idle_s"}
         assert d["peak_bytes"] == d["weights_bytes"] + d["activation_peak_bytes"]
+        assert math.isclose(d["busy_s"] + d["tx_s"] + d["rx_s"] + d["idle_s"], rec["latency_s"], rel_tol=1e-12)
+    assert math.isclose(sum(d["energy_j"] for d in rec["per_device"]), rec["energy_j"], rel_tol=1e-12)
     assert len(rec["per_device"]) == rec["k"] == 4
     assert rec["lower_bound_s"] <= rec["latency_s"]
     assert len(rec["strategies"]) == rec["n_nodes"]

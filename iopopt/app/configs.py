@@ -85,7 +85,7 @@ MODEL_KEYS = {
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices"})
 DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-     "kind_bytes_per_s"}
+     "kind_bytes_per_s", "active_power_w", "idle_power_w", "tx_power_w", "rx_power_w"}
 )
 
 
@@ -309,7 +309,7 @@ def build_model(spec: ModelSpec, weights: bool = True):
 
 def build_cluster(cfg):
     """A :class:`~iopopt.Cluster` from a cluster config."""
-    from ..model.cluster import RATE_KINDS, SPLIT_POLICIES, Cluster, Device
+    from ..model.cluster import POWER_FIELDS, RATE_KINDS, SPLIT_POLICIES, Cluster, Device
 
     c = _mapping("cluster", cfg)
     if "profile" in c:  # cluster=profiled: this machine as `iopopt profile` measured it
@@ -340,6 +340,10 @@ def build_cluster(cfg):
         bandwidth = d.get("memory_bandwidth_bytes_per_s")
         if bandwidth is not None:
             _positive_number(f"{where}.memory_bandwidth_bytes_per_s", bandwidth)
+        power = {key: d.get(key) for key in POWER_FIELDS}
+        for key, watts in power.items():
+            if watts is not None:
+                _positive_number(f"{where}.{key}", watts, allow_zero=True)
         try:
             device = Device(
                 name=str(d.get("name") or f"d{i}"),
@@ -349,8 +353,9 @@ def build_cluster(cfg):
                 kind_flops_per_s=rates,
                 memory_bandwidth_bytes_per_s=None if bandwidth is None else float(bandwidth),
                 kind_bytes_per_s=kind_bw,
+                **{key: None if watts is None else float(watts) for key, watts in power.items()},
             )
-        except ValueError as exc:  # e.g. an infinite rate
+        except ValueError as exc:  # e.g. an infinite rate, or some power figures without the others
             raise ConfigError(f"{where}: {exc}") from None
         built.append(device)
     host = c.get("host", 0)

@@ -53,11 +53,14 @@ def log_record(rec: dict, path: Path | None, overrides: Sequence[str] = (), pref
     where = f"; result: {display_path(path)}" if details and path is not None else ""
     problem = problem_of(rec)
     if rec["latency_s"] is None:
-        outcome = problem or f"no plan ({rec['termination']})"
+        reason = (rec.get("solver_extra") or {}).get("reason")
+        outcome = problem or f"no plan ({rec['termination']}{': ' + reason if reason else ''})"
     else:
         outcome = f"{ms_text(rec['latency_s'])} ({rec['termination']})"
         if details:
             outcome += f", peak memory {rec['peak_memory_bytes'] / 1e6:.1f} MB, {rec['messages']} messages"
+            if rec.get("energy_j") is not None:
+                outcome += f", {rec['energy_j']:.3g} J"
         if problem:
             outcome += f"; {problem}"
         elif rec["verify"] is not None:

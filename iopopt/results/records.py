@@ -29,7 +29,10 @@ RESULT_FILE = "result.json"
 #: One record per line, written by study jobs that solve many instances.
 INSTANCES_FILE = "instances.jsonl"
 
-#: The keys every record has (DESIGN.md §9), in order.
+#: The keys every record has (DESIGN.md §9), in order. ``energy_j`` is null when a device has no power
+#: figures; ``objective_name`` says what ``objective`` (and ``bound``) measure: ``latency`` (s), ``energy``
+#: (J) or ``peak_memory`` (bytes). With power figures, each ``per_device`` entry also has ``energy_j``,
+#: ``busy_s``, ``tx_s``, ``rx_s`` and ``idle_s`` (see :mod:`iopopt.cost.energy`).
 RESULT_KEYS = (
     "model",
     "cluster",
@@ -42,10 +45,12 @@ RESULT_KEYS = (
     "bytes_sent",
     "messages",
     "peak_memory_bytes",
+    "energy_j",
     "per_device",
     "lower_bound_s",
     "solver_time_s",
     "objective",
+    "objective_name",
     "bound",
     "strategies",
     "verify",
@@ -170,6 +175,7 @@ def solved_record(
         termination=str(result.termination),
         solver_time_s=result.wall_time_s,
         objective=result.objective,
+        objective_name=getattr(result, "objective_name", "latency"),
         bound=result.bound,
         gap=result.gap,
         solver_extra=json_safe(dict(result.extra)),
@@ -185,6 +191,7 @@ def solved_record(
             bytes_sent=report.bytes_sent,
             messages=report.messages,
             peak_memory_bytes=report.peak_memory_bytes,
+            energy_j=getattr(report, "energy_j", None),
             memory_fits=report.fits_memory,
             per_device=[
                 {
@@ -192,11 +199,21 @@ def solved_record(
                     "weights_bytes": m.weights_bytes,
                     "activation_peak_bytes": m.activation_peak_bytes,
                     "peak_bytes": m.peak_bytes,
+                    **_device_energy(report, d),
                 }
-                for m in report.per_device
+                for d, m in enumerate(report.per_device)
             ],
         )
     return json_safe(rec)
+
+
+def _device_energy(report, d: int) -> dict:
+    """Device ``d``'s energy figures of a cost report (empty when energy is unknown)."""
+    per_device = getattr(report, "energy_per_device", None)
+    if not per_device:
+        return {}
+    e = per_device[d]
+    return {"energy_j": e.energy_j, "busy_s": e.busy_s, "tx_s": e.tx_s, "rx_s": e.rx_s, "idle_s": e.idle_s}
 
 
 def error_record(names: Mapping[str, Any], exc: BaseException, problem=None, partial: Mapping | None = None) -> dict:
