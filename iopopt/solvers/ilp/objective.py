@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from ...compile.terms import terms as cost_terms
 from ...cost.energy import edge_energy_j, energy, node_energy_j, power_increments
-from ...cost.evaluate import latency
+from ...cost.evaluate import evaluate, latency
 from ..base import BUDGETS, SolverError
 from .memory import MIB
 from .model import Model, affine, linear
@@ -88,12 +88,13 @@ def _expression(model: Model, quantity: str, scale: float) -> list:
 
 def set_objective(pulp, model: Model, objective: str) -> None:
     """Make ``objective`` the model's objective; sets ``model.scale`` and ``model.offset``."""
-    if objective == "peak_memory":
-        model.scale, model.offset = 1.0 / MIB, 0.0  # the variable is in MiB
-        model.prob += affine(pulp, [(1.0, linear(model.peak))])
-        return
     problem = model.problem
     plan = model.base if model.base is not None else problem.plan({})
+    if objective == "peak_memory":  # the variable is in MiB; the objective in units of 1/1000 of a plan's peak
+        ref = evaluate(problem, plan).peak_memory_bytes
+        model.scale, model.offset = (_UNITS / ref if ref > 0 else 1.0), 0.0
+        model.prob += affine(pulp, [(MIB * model.scale, linear(model.peak))])
+        return
     ref = latency(problem, plan) if objective == "latency" else energy(problem, plan)
     scale = _UNITS / ref if ref is not None and ref > 0 and math.isfinite(ref) else 1.0
     expr = affine(pulp, _expression(model, objective, scale))
