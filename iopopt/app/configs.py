@@ -72,9 +72,12 @@ TOP_LEVEL_KEYS = frozenset(
         "grid",
         "gap",
         "fidelity",
+        "plan_from",
+        "pareto",
+        "robustness",
     }
 )
-STUDIES = ("single", "grid", "gap", "fidelity")
+STUDIES = ("single", "grid", "gap", "fidelity", "pareto", "robustness")
 #: Allowed keys of a model config, per ``source``.
 MODEL_KEYS = {
     "zoo": frozenset({"source", "name", "input_shape", "seed", "num_classes"}),

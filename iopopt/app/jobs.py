@@ -1,8 +1,10 @@
 """The jobs of the application: one solver on one instance, or a study over many.
 
-One job = one solver on one instance (``study: single``), or a study over
-many (:mod:`iopopt.app.studies`: ``grid``, ``gap``, ``fidelity``; one record
-per solve in ``instances.jsonl``). Every job writes ``result.json`` into its
+One job = one solver on one instance (``study: single``; with ``plan_from``,
+a stored plan instead of a solver), a study over many
+(:mod:`iopopt.app.studies`: ``grid``, ``gap``, ``fidelity``; one record per
+solve in ``instances.jsonl``), or an energy study of one instance
+(:mod:`iopopt.app.fronts`: ``pareto``, ``robustness``). Every job writes ``result.json`` into its
 Hydra output directory; a job whose solver or verification raises is recorded
 with ``termination: error`` and the sweep goes on. Configuration mistakes exit
 with status 2 and one line on stderr.
@@ -196,6 +198,10 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
     started = time.perf_counter()  # the whole job: config, model build/trace, solve, cost, verify
     settings = job_settings(cfg, ctx)
     study = settings.get("study", "single")
+    if study in ("pareto", "robustness"):
+        from .fronts import run_front_study
+
+        return run_front_study(study, cfg, settings, ctx, started)
     if study != "single":
         from .studies import run_study
 
@@ -205,6 +211,11 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
     solver = build_solver(cfg.solver)
     base = _names(cfg, ctx, solver, study)
     spec = model_spec(cfg.model)
+    if settings.get("plan_from"):  # a stored plan, evaluated on this cluster and network
+        from .fronts import plan_from
+
+        spec, solver = plan_from(settings["plan_from"], spec, ctx, cluster, network, settings)
+        base["solver"] = solver.name
     rec = _one(spec, base, cfg, cluster, network, solver, settings, settings.get("save_per_op", True))
     rec["job_time_s"] = time.perf_counter() - started
     path = write_json_atomic(Path(ctx.output_dir) / RESULT_FILE, rec)
