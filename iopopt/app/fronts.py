@@ -140,7 +140,8 @@ def _study(study, problem, block, ilp, measure, out: Path, title: str, plots: bo
         fastest = min((r for r in records if r["source"] == "front"), key=lambda r: r["latency_s"])
         summary = {"latency_s": fastest["latency_s"], "energy_j": fastest["energy_j"],
                    "peak_memory_bytes": fastest["peak_memory_bytes"],
-                   "pareto_summary": ", ".join(f"{f} front {n} proven points" for f, n in counts.items())}
+                   "pareto_summary": ", ".join(f"{f} front {n} proven point{'s' * (n != 1)}"
+                                               for f, n in counts.items())}
         return records, written, summary
     from ..studies.robustness import FACTORS, SOLVERS, robustness_records
 

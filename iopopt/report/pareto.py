@@ -121,6 +121,7 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
                 continue
             ax.set_xlim(x0, x1)
             ax.set_ylim(y0, y1)
+            ax.ticklabel_format(axis="both", style="plain", useOffset=False)  # whole values, even 3.65973 J
             ax.set_title(f"{_FRONT_TITLE[name]}: the front (blue, numbered as in the table), baselines (red)",
                          fontsize=10)
             ax.set_xlabel("latency (ms)")
