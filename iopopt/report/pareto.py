@@ -96,15 +96,14 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
             ax.plot(xs, ys, "o", color="tab:blue", ms=5, zorder=3,
                     label=f"{whole}: {len(pts)} point{'s' * (len(pts) != 1)}, "
                           f"{sum(r['proven'] for r in pts)} proven optimal (ilp)")
-            outside = []
+            outside, shown = [], []
             for r in base:
                 x, y = r["latency_s"] * 1e3, r[key] * unit
                 if row == 1 and not (x0 <= x <= x1 and y0 <= y <= y1):
                     outside.append(f"{r['label']} ({x:.4g} ms, {y:.4g})")
                     continue
                 ax.plot(x, y, _MARKERS.get(r["label"], "o"), color="tab:red", ms=7, mfc="none", mew=1.5, zorder=4)
-                ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(6, -11), fontsize=8,
-                            color="tab:red")
+                shown.append((r["label"], x, y))
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3, which="both")
             if row == 0:
@@ -115,6 +114,7 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
                     ax.xaxis.set_minor_formatter(plain)
                     ax.tick_params(axis="x", which="both", labelsize=8)
                 ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=0.8, color="grey"))
+                _label_baselines(ax, shown)
                 ax.set_title(f"{_FRONT_TITLE[name]}: every point (dashed box: the zoom below)", fontsize=10)
                 ax.set_xlabel("latency (ms)" + (", log scale" if ax.get_xscale() == "log" else ""))
                 ax.legend(loc="best", fontsize=8)
@@ -125,6 +125,7 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
             ax.set_title(f"{_FRONT_TITLE[name]}: the front (blue, numbered as in the table), baselines (red)",
                          fontsize=10)
             ax.set_xlabel("latency (ms)")
+            _label_baselines(ax, shown)
             _number(ax, xs, ys)
             if outside:
                 ax.text(0.98, 0.97, "baselines outside this view:\n" + "\n".join(outside), transform=ax.transAxes,
@@ -136,6 +137,19 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _label_baselines(ax, shown: list[tuple[str, float, float]], min_px: float = 11.0) -> None:
+    """Name each baseline beside its marker; a name that would overlap one already written moves down a line."""
+    ax.autoscale_view()
+    placed: list[tuple[float, float]] = []
+    for name, x, y in shown:
+        px, py = ax.transData.transform((x, y))
+        dy = -11.0
+        while any(abs(px - qx) < 60 and abs(py + dy - qy) < min_px for qx, qy in placed):
+            dy -= min_px
+        placed.append((px, py + dy))
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8, color="tab:red")
 
 
 def _zoom(xs: list[float], ys: list[float]) -> tuple[float, float, float, float]:
