@@ -54,7 +54,7 @@ def log_record(rec: dict, path: Path | None, overrides: Sequence[str] = (), pref
     problem = problem_of(rec)
     if rec["latency_s"] is None:
         reason = (rec.get("solver_extra") or {}).get("reason")
-        outcome = problem or f"no plan ({rec['termination']}{': ' + reason if reason else ''})"
+        outcome = problem or f"no plan ({rec['termination']}){': ' + reason if reason else ''}"
     else:
         outcome = f"{ms_text(rec['latency_s'])} ({rec['termination']})"
         if details:
