@@ -52,7 +52,8 @@ SOLVER_COLORS = {
 _MAX_INSTANCE_ROWS = 60
 _COLUMNS = (
     "instance", "model", "cluster", "network", "solver", "termination", "latency_s", "compute_s", "comm_s",
-    "bytes_sent", "messages", "peak_memory_bytes", "lower_bound_s", "solver_time_s", "objective", "bound", "gap",
+    "bytes_sent", "messages", "peak_memory_bytes", "energy_j", "lower_bound_s", "solver_time_s", "objective",
+    "objective_name", "bound", "gap",
     "k", "split", "network_kind", "bandwidth_bytes_per_s", "n_nodes", "total_flops", "study", "verify_passed",
     "verify_max_abs_err", "error", "source", "over_memory",
 )
