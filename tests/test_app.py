@@ -683,3 +683,26 @@ def test_paper_experiment_end_to_end(tmp_path):
     pd.testing.assert_frame_equal(df[cols].sort_values(key).reset_index(drop=True),
                                   ref[cols].sort_values(key).reset_index(drop=True))
     assert len(list((sweep / "plans").glob("*.png"))) == 18 and len(list((sweep / "timelines").glob("*.png"))) == 36
+
+
+def nonfinite_model():
+    """A model whose own output is -inf: every max-pool window (dilation 2, padding 1, height 1) is padding."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.MaxPool2d(2, stride=1, padding=1, dilation=2))
+
+
+def test_a_model_whose_own_output_is_not_finite_is_named_as_such(tmp_path, caplog):
+    rec = run_in(tmp_path, "model=custom", "model.target=test_app.nonfinite_model", "model.input_shape=[1,2,1,3]",
+                 "solver=coedge", "verify=true")
+    assert rec["verify"]["passed"] is False and rec["verify"]["reference_finite"] is False
+    lines = [r.getMessage() for r in caplog.records if "verification FAILED" in r.getMessage()]
+    assert len(lines) == 1 and "model's own output is not finite" in lines[0]
+    assert "staging buffer" not in caplog.text and "max abs error" not in lines[0]
+    # the library's report: one line, nothing about staging buffers
+    model = nonfinite_model().eval()
+    graph = iopopt.trace(model, (1, 2, 1, 3))
+    problem = iopopt.Problem(graph, Cluster.homogeneous(2, 1e9), iopopt.network.SharedNetwork(1e6))
+    report = iopopt.verify(problem, problem.plan({}, default="rows"), model)
+    assert not report.passed and not report.reference_finite
+    assert len(report.diff.splitlines()) == 1 and "not finite" in report.diff and "staging" not in report.diff

@@ -19,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -102,10 +103,11 @@ def _verify(problem, program, module) -> dict:
     rep = verify(problem, program, module, dtype=torch.float64)
     return {
         "passed": bool(rep.passed),
-        "max_abs_err": float(rep.max_abs_err),
+        "max_abs_err": float(rep.max_abs_err) if math.isfinite(rep.max_abs_err) else None,  # JSON has no inf
         "messages_match": bool(rep.messages_match),
         "weights_match": bool(rep.weights_match),
         "memory_match": bool(rep.memory_match),
+        "reference_finite": bool(rep.reference_finite),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,12 @@ def problem_of(rec: Mapping[str, Any]) -> str | None:
     if rec["termination"] == "error":
         return f"error: {rec['error']}"
     ver = rec.get("verify")
+    if ver is not None and not ver["passed"] and ver.get("reference_finite") is False:
+        return ("verification FAILED: the unsplit model's own output is not finite on this input "
+                "(nothing to compare with)")
     if ver is not None and not ver["passed"]:
-        return (f"verification FAILED (max abs error {ver['max_abs_err']:.3g}, messages_match "
+        err = ver["max_abs_err"] if ver["max_abs_err"] is not None else math.inf  # None: not finite
+        return (f"verification FAILED (max abs error {err:.3g}, messages_match "
                 f"{ver['messages_match']}, memory_match {ver['memory_match']})")
     return None
 

@@ -92,7 +92,7 @@ EXTRA_KEYS = (
     "job_time_s",
 )
 #: Keys of the ``verify`` entry (``weights_match`` in addition to §9's four).
-VERIFY_KEYS = ("passed", "max_abs_err", "messages_match", "weights_match", "memory_match")
+VERIFY_KEYS = ("passed", "max_abs_err", "messages_match", "weights_match", "memory_match", "reference_finite")
 
 
 def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any] | None = None) -> dict:
