@@ -33,10 +33,11 @@ from ..results.io import display_path, write_text_atomic
 from ..results.records import INSTANCES_FILE, RESULT_FILE
 from .constants import BASELINE, GREEDY, OPTIMAL_RTOL, PAIRS, PAPER_SOURCE, REFERENCE, TEXT_WIDTH
 from .cooperation import cooperation_notes
-from .load import load_records
+from .load import job_folders, load_records
 from .markdown import summary_markdown, text_tables
 from .paper import paper_counts, paper_latency_table, paper_notes, paper_table
 from .stats import _gap_percent, gap_stats, solver_stats, summary_frame
+from .validate import expected_jobs
 
 log = logging.getLogger("iopopt")
 
@@ -62,6 +63,9 @@ def build_report(
     if not records:
         raise FileNotFoundError(f"no {RESULT_FILE} or {INSTANCES_FILE} below {root}")
     df = summary_frame(records, reference, baseline)
+    note = missing_jobs_note(root, records)
+    if note:
+        log.warning("%s", note)
     written = []
     csv = root / "summary.csv"
     write_text_atomic(csv, df.to_csv(index=False))
@@ -74,11 +78,23 @@ def build_report(
         plot_paths = write_plots(df, records, root, max_timelines=max_timelines, max_plans=max_plans,
                                  reference=reference)
     md = root / "summary.md"
-    write_text_atomic(md, summary_markdown(df, root, plot_paths, reference, baseline))
+    write_text_atomic(md, summary_markdown(df, root, plot_paths, reference, baseline, note))
     written += [md] + plot_paths
     if echo:
         _echo(df, root, reference, baseline)
     return written
+
+
+def missing_jobs_note(root: Path, records: list[dict]) -> str:
+    """``"k of n jobs of the sweep have no usable record"`` when the sweep's ``multirun.yaml`` expects more; else ""."""
+    expected = expected_jobs(root)
+    if expected is None:
+        return ""
+    found = len(job_folders(records))
+    if found >= expected:
+        return ""
+    return (f"{expected - found} of the sweep's {expected} jobs have no usable record (not run yet, still "
+            f"running, failed before writing, or skipped above); this report covers {found}")
 
 
 def _remove_old_plots(root: Path) -> None:

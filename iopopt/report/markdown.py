@@ -92,8 +92,9 @@ def _instance_table(df: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index().drop(columns="instance")
 
 
-def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference: str, baseline: str) -> str:
-    """The text of ``summary.md``."""
+def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference: str, baseline: str,
+                     note: str = "") -> str:
+    """The text of ``summary.md`` (``note``: a warning shown under the title, e.g. missing jobs)."""
     terms = ", ".join(f"{k}: {v}" for k, v in df["termination"].value_counts().items())
     out = [
         f"# Sweep summary: `{Path(root).resolve().name}`\n",
@@ -101,6 +102,7 @@ def summary_markdown(df: pd.DataFrame, root: Path, plots: list[Path], reference:
         f"Reference solver `{reference}`, baseline `{baseline}`. Latencies in ms; `*` = plan exceeds a device's "
         "memory (`memory_fits: false`), `(t)` = stopped by the time limit. All figures come from iopopt's cost "
         "model with the assumed device and network numbers of the presets.\n",
+        *([f"**Incomplete sweep:** {note}.\n"] if note else []),
         "## Per solver\n",
         "Ratios are geometric means over the instances where both sides have a plan.\n",
         markdown_table(solver_stats(df)),

@@ -1,0 +1,126 @@
+"""`iopopt-report` on malformed, foreign, copied and missing records: each bad record is skipped with one
+warning naming its file and field, the report is complete for the rest, and a partial sweep says how many
+of its jobs are missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+import iopopt.app
+from iopopt.report.cli import main as report_main
+from iopopt.report.validate import expected_jobs, record_problem
+from iopopt.results import RESULT_FILE
+
+
+def _bad_per_op(rec):
+    del rec["per_op"][1]["node"]
+
+
+#: name → (change to a good record, the field the warning must name)
+MALFORMED = {
+    "foreign": (lambda r: (r.clear(), r.update({"foo": 1})), "model"),
+    "latency-text": (lambda r: r.update(latency_s="fast"), "latency_s"),
+    "verify-text": (lambda r: r.update(verify="yes"), "verify"),
+    "solver-list": (lambda r: r.update(solver=["ilp"]), "solver"),
+    "per-device-text": (lambda r: r.update(per_device="x"), "per_device"),
+    "per-op-missing-key": (_bad_per_op, "per_op[1].node"),
+    "latency-zero": (lambda r: r.update(latency_s=0), "latency_s"),
+    "latency-negative": (lambda r: r.update(latency_s=-1), "latency_s"),
+    "latency-bool": (lambda r: r.update(latency_s=True), "latency_s"),
+    "termination-number": (lambda r: r.update(termination=5), "termination"),
+}
+
+
+@pytest.fixture(scope="module")
+def good_sweep(tmp_path_factory):
+    """A real 3-job sweep (no plots), made once."""
+    root = tmp_path_factory.mktemp("sweep")
+    sweep = root / "sweep"
+    argv = sys.argv
+    sys.argv = ["iopopt", "-m", "model=tiny_chain", "solver=single,coedge,oc", "cluster=rpi4_x2",
+                "network=ethernet_1g", f"hydra.sweep.dir={sweep}", "hydra.callbacks.report.plots=false"]
+    GlobalHydra.instance().clear()
+    try:
+        iopopt.app.main()
+    finally:
+        GlobalHydra.instance().clear()
+        sys.argv = argv
+    return sweep
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_each_malformed_record_names_its_field(good_sweep, case):
+    rec = json.loads((good_sweep / "0" / RESULT_FILE).read_text())
+    assert record_problem(rec) is None  # the real record is fine
+    change, field = MALFORMED[case]
+    change(rec)
+    problem = record_problem(rec)
+    assert problem is not None and problem.startswith(field + ":"), problem
+
+
+def test_report_skips_bad_records_and_counts_missing_jobs(good_sweep, tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(good_sweep, sweep)
+    for f in ("summary.csv", "summary.md"):
+        (sweep / f).unlink()
+    settings = (sweep / "multirun.yaml").read_text()
+    assert settings.count("plots: false") == 1
+    (sweep / "multirun.yaml").write_text(settings.replace("plots: false", "plots: true"))  # the report plots
+    assert expected_jobs(sweep) == 3
+    good = json.loads((sweep / "0" / RESULT_FILE).read_text())
+    bad_files = {}
+    for case, (change, field) in MALFORMED.items():
+        rec = copy.deepcopy(good)
+        change(rec)
+        (sweep / case).mkdir()
+        (sweep / case / RESULT_FILE).write_text(json.dumps(rec))
+        bad_files[case] = field
+    shutil.copytree(sweep / "1", sweep / "1 copy")  # a copied job folder
+    (sweep / "2" / RESULT_FILE).unlink()  # a job that has not finished
+    caplog.set_level(logging.WARNING, logger="iopopt")
+    assert report_main([str(sweep), "-q"]) == 0  # with plots
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for case, field in bad_files.items():
+        mine = [w for w in warnings if f"{sweep / case / RESULT_FILE}:" in w]
+        assert len(mine) == 1 and f": {field}:" in mine[0], (case, mine)
+    copies = [w for w in warnings if "1 copy" in w]
+    assert len(copies) == 1 and "same record" in copies[0]
+    missing = [w for w in warnings if "jobs have no usable record" in w]
+    assert len(missing) == 1 and missing[0].startswith("1 of the sweep's 3 jobs")
+    df = pd.read_csv(sweep / "summary.csv")
+    assert sorted(df["solver"]) == ["coedge", "single"] and sorted(df["source"]) == ["0/result.json",
+                                                                                      "1/result.json"]
+    md = (sweep / "summary.md").read_text()
+    assert "**Incomplete sweep:** 1 of the sweep's 3 jobs" in md and "## Plots" in md
+
+
+def test_expected_jobs_counts_the_sweepers_params_and_the_command_line(tmp_path):
+    import yaml
+
+    tree = {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                                  "params": {"model": "a,b,c", "solver": "x,y"}},
+                      "overrides": {"task": ["solver=x,y,z,w", "network=n1,n2", "verify=true"]}}}
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(tree))
+    assert expected_jobs(tmp_path) == 3 * 4 * 2  # the command line's solver list wins over the params'
+    assert expected_jobs(tmp_path / "nothing") is None
+    tree["hydra"]["sweeper"]["_target_"] = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(tree))
+    assert expected_jobs(tmp_path) is None
+
+
+def test_a_complete_sweep_says_nothing_about_missing_jobs(good_sweep, caplog):
+    caplog.set_level(logging.WARNING, logger="iopopt")
+    assert report_main([str(good_sweep), "-q", "--no-plots"]) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "Incomplete" not in (good_sweep / "summary.md").read_text()
+    assert Path(good_sweep / "summary.csv").is_file()
