@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 import iopopt.app
 from iopopt.report.cli import main as report_main
-from iopopt.report.validate import expected_jobs, record_problem
+from iopopt.report.validate import SWEEP_FILE, expected_jobs, record_problem
 from iopopt.results import RESULT_FILE
 
 
@@ -76,6 +76,7 @@ def test_report_skips_bad_records_and_counts_missing_jobs(good_sweep, tmp_path, 
     settings = (sweep / "multirun.yaml").read_text()
     assert settings.count("plots: false") == 1
     (sweep / "multirun.yaml").write_text(settings.replace("plots: false", "plots: true"))  # the report plots
+    assert json.loads((sweep / SWEEP_FILE).read_text()) == {"jobs": 3}  # the sweep recorded its size
     assert expected_jobs(sweep) == 3
     good = json.loads((sweep / "0" / RESULT_FILE).read_text())
     bad_files = {}
@@ -104,7 +105,8 @@ def test_report_skips_bad_records_and_counts_missing_jobs(good_sweep, tmp_path, 
     assert "**Incomplete sweep:** 1 of the sweep's 3 jobs" in md and "## Plots" in md
 
 
-def test_expected_jobs_counts_the_sweepers_params_and_the_command_line(tmp_path):
+def test_expected_jobs_of_older_sweeps_from_multirun_yaml(tmp_path):
+    """Without sweep.json: plain comma lists of the sweeper's params and the command line; unsure: None."""
     import yaml
 
     tree = {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
@@ -113,6 +115,9 @@ def test_expected_jobs_counts_the_sweepers_params_and_the_command_line(tmp_path)
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(tree))
     assert expected_jobs(tmp_path) == 3 * 4 * 2  # the command line's solver list wins over the params'
     assert expected_jobs(tmp_path / "nothing") is None
+    tree["hydra"]["overrides"]["task"].append("solver.time_limit_s=range(1,4)")
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(tree))
+    assert expected_jobs(tmp_path) is None
     tree["hydra"]["sweeper"]["_target_"] = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(tree))
     assert expected_jobs(tmp_path) is None

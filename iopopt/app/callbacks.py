@@ -72,11 +72,14 @@ class ReportCallback(Callback):
         self.max_plans = max_plans
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from ..results.io import display_path
+        from ..report.validate import SWEEP_FILE
+        from ..results.io import display_path, write_json_atomic
         from .progress import start_sweep
 
         n = sweep_size(config)
         start_sweep(config.hydra.sweep.dir, n)  # the jobs count themselves done: [12/108] ..., ETA 0:14
+        if n is not None:  # so that the report can say how many jobs are missing
+            write_json_atomic(Path(config.hydra.sweep.dir) / SWEEP_FILE, {"jobs": n})
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "").rpartition(".")[2]
         log.info("sweep: %s job%s (%s) writing to %s/", "?" if n is None else n, "" if n == 1 else "s",
                  launcher or "launcher", display_path(config.hydra.sweep.dir))

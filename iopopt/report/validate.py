@@ -6,21 +6,21 @@ nesting -- and names the first bad field; the loader skips such a record with
 one warning naming its file and the field, so one malformed or foreign file
 never stops the report of the others.
 
-:func:`expected_jobs` counts the jobs of a Hydra sweep from its own
-``multirun.yaml`` (the sweeper's ``params`` and the command line's sweep
-overrides, as Hydra's basic sweeper expands them), so the report can say how
-many are missing.
+:func:`expected_jobs` gives the number of jobs of a Hydra sweep (what the
+sweep recorded when it started, :data:`SWEEP_FILE`; for older sweeps, counted
+from ``multirun.yaml``), so the report can say how many are missing.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["record_problem", "expected_jobs", "TERMINATIONS"]
+__all__ = ["record_problem", "expected_jobs", "TERMINATIONS", "SWEEP_FILE"]
 
 log = logging.getLogger("iopopt")
 
@@ -129,25 +129,43 @@ def record_problem(rec: Any) -> str | None:
     return None
 
 
+#: Written into a sweep's folder when it starts: ``{"jobs": n}`` (Hydra's own count of its jobs).
+SWEEP_FILE = "sweep.json"
+
+
 def expected_jobs(sweep: Path) -> int | None:
-    """Number of jobs the sweep in ``sweep`` launches, from its ``multirun.yaml`` (None: not a sweep, or unknown)."""
-    path = Path(sweep) / "multirun.yaml"
+    """Number of jobs the sweep in ``sweep`` launches (None: not a sweep, or unknown).
+
+    From :data:`SWEEP_FILE`, which the sweep writes when it starts (Hydra's
+    own expansion of its overrides); for older sweeps from ``multirun.yaml``
+    when every sweep override there is a plain comma list (None for
+    ``range``/``choice``/``glob`` sweeps and other sweepers).
+    """
+    sweep = Path(sweep)
+    try:
+        jobs = json.loads((sweep / SWEEP_FILE).read_text()).get("jobs")
+        return jobs if _count(jobs) else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    path = sweep / "multirun.yaml"
     if not path.is_file():
         return None
     try:
         import yaml
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
 
         tree = yaml.safe_load(path.read_text()) or {}
         hydra = tree.get("hydra") or {}
-        if "BasicSweeper" not in str((hydra.get("sweeper") or {}).get("_target_", "BasicSweeper")):
+        if not str((hydra.get("sweeper") or {}).get("_target_", "")).endswith("BasicSweeper"):
             return None  # another sweeper (e.g. an optimiser) decides its job count as it goes
         params = (hydra.get("sweeper") or {}).get("params") or {}
         args = [f"{k}={v}" for k, v in params.items()] + list((hydra.get("overrides") or {}).get("task") or [])
-        overrides = OverridesParser.create().parse_overrides(args)
-        batches = BasicSweeper.split_arguments(overrides, None)
-        return sum(len(b) for b in batches)
-    except Exception as exc:  # a sweep we cannot expand (e.g. a glob over a config group): say nothing
+    except Exception as exc:  # unreadable: say nothing rather than something wrong
         log.debug("could not count the jobs of %s: %s", path, exc)
         return None
+    sizes: dict[str, int] = {}
+    for arg in args:
+        key, _, value = str(arg).partition("=")
+        if any(c in value for c in "()[]{}'\"\\"):
+            return None  # a sweep function or a quoted/nested value: leave it to Hydra
+        sizes[key.lstrip("+~")] = len(value.split(","))  # the command line (later) wins over the params
+    return math.prod(sizes.values())
