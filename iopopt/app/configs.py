@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.ranges import range_error
+
 __all__ = [
     "ConfigError",
     "TOP_LEVEL_KEYS",
@@ -147,6 +149,13 @@ def _import_target(label: str, target: str):
 def _positive_number(where: str, value, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
     if ok and (value > 0 or (allow_zero and value == 0)):
+        # the figure's name: the last key of the path, without an index (cluster.devices[0].flops_per_s)
+        field = where.rpartition(".")[2].partition("[")[0]
+        if where.rpartition(".")[0].rpartition(".")[2] in ("kind_flops_per_s", "kind_bytes_per_s"):
+            field = where.rpartition(".")[0].rpartition(".")[2]  # a per-kind rate: cluster...kind_flops_per_s.linear
+        bad = range_error(field, value, where)
+        if bad is not None:
+            raise ConfigError(bad)
         return value
     need = ">= 0" if allow_zero else "> 0"
     raise ConfigError(f"{where} must be a number {need}, got {value!r}")

@@ -191,6 +191,30 @@ def job_settings(cfg, ctx: JobContext) -> dict:
     return settings
 
 
+def config_error_record(cfg: DictConfig, ctx: JobContext, exc: Exception) -> dict:
+    """A sweep job whose configuration is wrong: an error record in its ``result.json``, one log line.
+
+    In a multirun one bad value (``network.bandwidth_bytes_per_s=1e6,0,1e7``)
+    fails its own job only; the others run.
+    """
+    names: dict[str, Any] = {"job": ctx.job, "overrides": list(ctx.overrides), "study": "single",
+                             "choices": {g: ctx.choices[g] for g in ("model", "cluster", "network", "solver")
+                                         if g in ctx.choices}}
+    for group in ("model", "cluster", "network", "solver"):
+        try:
+            names[group] = OmegaConf.select(cfg, f"{group}.name", default=None) or ctx.choices.get(group, "")
+        except Exception:  # the bad value may sit in an interpolation
+            names[group] = ctx.choices.get(group, "")
+        names[group] = str(names[group] or "?")
+    names["instance"] = f"{names['model']}|{names['cluster']}|{names['network']}|config error"
+    rec = error_record(names, exc)
+    rec["error"] = f"configuration error: {exc}"
+    path = write_json_atomic(Path(ctx.output_dir) / RESULT_FILE, rec)
+    prefix, suffix = sweep_tick(ctx.job)
+    log_record(rec, path, ctx.overrides, prefix, suffix, details=False)
+    return rec
+
+
 def run(cfg: DictConfig, ctx: JobContext) -> dict:
     """Run one job of the application; returns the record written to ``result.json``.
 

@@ -18,7 +18,7 @@ log = logging.getLogger("iopopt")
 
 def ms_text(seconds: float) -> str:
     ms = seconds * 1e3
-    return f"{ms:.1f} ms" if ms >= 10 else f"{ms:.3g} ms"
+    return f"{ms:.1f} ms" if 10 <= ms < 1e5 else f"{ms:.3g} ms"  # never hundreds of digits
 
 
 def secs_text(seconds: float) -> str:

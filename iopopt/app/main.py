@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from ..solvers.registry import CONF_DIR
 from .configs import ConfigError
 from .context import JobContext
-from .jobs import run
+from .jobs import config_error_record, run
 from .overrides import check_overrides
 from .plugins import register_entry_point_solvers
 
@@ -45,6 +45,9 @@ def _task(cfg: DictConfig) -> float:
     try:
         rec = run(cfg, ctx)
     except ConfigError as exc:
+        if ctx.multirun:  # one bad value fails its own job, as an error record; the sweep goes on
+            config_error_record(cfg, ctx, exc)
+            return math.nan
         print(f"iopopt: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
     if not ctx.multirun and (rec["termination"] == "error" or rec["latency_s"] is None):

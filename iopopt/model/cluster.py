@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import OpKind
+from .ranges import range_error
 
 __all__ = [
     "Device",
@@ -186,6 +187,13 @@ class Device:
         if self.memory_bandwidth_bytes_per_s is not None:
             _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
         _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
+        for name in ("flops_per_s", "memory_bytes", "op_overhead_s", "memory_bandwidth_bytes_per_s", *POWER_FIELDS):
+            if (bad := range_error(name, getattr(self, name))) is not None:
+                raise ValueError(f"{owner}: {bad}")
+        for name in ("kind_flops_per_s", "kind_bytes_per_s"):
+            for kind, rate in getattr(self, name).items():
+                if (bad := range_error(name, rate, f"{name}[{kind!r}]")) is not None:
+                    raise ValueError(f"{owner}: {bad}")
 
     @property
     def has_power(self) -> bool:

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .ranges import range_error
+
 __all__ = ["Message", "NetworkModel", "SharedNetwork", "SwitchedNetwork", "NETWORKS", "make_network"]
 
 
@@ -48,6 +50,8 @@ def _check(owner: str, name: str, value: object, allow_zero: bool = False) -> No
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{owner}: {name} must be a finite number {bound}, got {value!r}")
+    if (bad := range_error(name.partition("[")[0], value, name)) is not None:
+        raise ValueError(f"{owner}: {bad}")
 
 
 class NetworkModel(ABC):
