@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first seed")
     ap.add_argument("--distributed-every", type=int, default=100,
                     help="run the distributed executor on every n-th model (0: never)")
+    ap.add_argument("--max-ops", type=int, default=6, help="most modules and joins per model")
+    ap.add_argument("--max-hw", type=int, default=11, help="largest input height and width")
     ap.add_argument("--out", type=Path, default=Path("outputs/fuzz"), help="folder for findings.txt and summary.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out / "findings.txt", "w") as findings:
         for seed in range(args.start, args.start + args.models):
             rng = random.Random(seed)
-            model, shape = fuzz_cnn(RandomDraw(rng))
+            model, shape = fuzz_cnn(RandomDraw(rng), max_ops=args.max_ops, max_hw=args.max_hw)
             dist = args.distributed_every > 0 and seed % args.distributed_every == 0
             o = check_model(model, shape, rng, distributed=dist)
             counts["models"] += 1

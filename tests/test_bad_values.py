@@ -97,3 +97,38 @@ def test_latencies_print_with_a_few_digits():
     assert ms_text(1e300) == "1e+303 ms"
     assert ms_text(0.0412) == "41.2 ms" and ms_text(2e-6) == "0.002 ms"
     assert len(ms_text(3600.0 * 1e4)) < 12
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_result_files_respect_the_umask(tmp_path, umask):
+    import os
+    import stat
+
+    from iopopt.results import write_json_atomic
+
+    old = os.umask(umask)
+    try:
+        path = write_json_atomic(tmp_path / "result.json", {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")  # what a plain open() gives, the oracle
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_changed_device_list_gets_a_name_of_its_own(tmp_path):
+    from iopopt.app.context import JobContext
+    from iopopt.app.jobs import run
+
+    def cluster_of(i: int, *overrides: str) -> str:
+        cfg = compose_cfg("model=tiny_chain", "solver=single", "cluster=rpi4_x2", *overrides)
+        ctx = JobContext(output_dir=tmp_path / str(i), choices={"cluster": "rpi4_x2"}, overrides=overrides)
+        return run(cfg, ctx)["cluster"]
+
+    preset = cluster_of(0)
+    faster = cluster_of(1, "cluster.devices.0.flops_per_s=2e10")
+    slower = cluster_of(2, "cluster.devices.0.flops_per_s=1e9")
+    again = cluster_of(3, "cluster.devices.0.flops_per_s=1e9")
+    named = cluster_of(4, "cluster.devices.0.flops_per_s=1e9", "cluster.name=my_boards")
+    assert preset == "rpi4_x2" and named == "my_boards"
+    assert faster.startswith("rpi4_x2~") and slower.startswith("rpi4_x2~") and faster != slower == again
+    assert cluster_of(5, "cluster.split=equal") == "rpi4_x2"  # the devices themselves unchanged

@@ -149,10 +149,32 @@ def solve_instance(
         return error_record(names, exc, problem, partial=rec)
 
 
+def cluster_label(cfg, ctx: JobContext) -> str:
+    """The cluster's name in the records: the preset's, or a name of its own when the devices were changed.
+
+    With ``cluster.devices`` changed on the command line (a whole list or one
+    figure) and no ``cluster.name`` given, the cluster is no longer the
+    preset, so it is named ``PRESET~HASH``, HASH the first 6 hex digits of the
+    SHA-1 of its device list: different device lists get different names,
+    the same list the same one, and reports never label different clusters
+    alike. ``cluster.name=...`` names it as the user likes.
+    """
+    import hashlib
+    import json
+
+    name = str(OmegaConf.select(cfg, "cluster.name") or ctx.choices.get("cluster", ""))
+    keys = [o.partition("=")[0].lstrip("+~") for o in ctx.overrides]
+    if "cluster.name" in keys or not any(k == "cluster.devices" or k.startswith("cluster.devices.") for k in keys):
+        return name
+    devices = OmegaConf.to_container(cfg.cluster.devices, resolve=True)
+    digest = hashlib.sha1(json.dumps(devices, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{name or 'cluster'}~{digest}"
+
+
 def _names(cfg, ctx: JobContext, solver, study: str) -> dict:
     import torch
 
-    cluster_name = OmegaConf.select(cfg, "cluster.name") or ctx.choices.get("cluster", "")
+    cluster_name = cluster_label(cfg, ctx)
     network_name = OmegaConf.select(cfg, "network.name") or ctx.choices.get("network", "")
     return {
         "cluster": cluster_name,
