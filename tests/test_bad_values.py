@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import subprocess
 import sys
 
@@ -37,6 +38,11 @@ def _multirun(tmp_path, monkeypatch, *args: str):
         iopopt.app.main()
     finally:
         GlobalHydra.instance().clear()
+        # joblib keeps its loky workers for reuse: end them, so no later test of this process sees them
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
+    assert multiprocessing.active_children() == []
     return [json.loads((sweep / str(j) / RESULT_FILE).read_text()) for j in range(3)]
 
 
