@@ -42,11 +42,20 @@ __all__ = ["main", "version_line"]
 def _task(cfg: DictConfig) -> float:
     """The Hydra task function: one job."""
     ctx = JobContext.from_hydra()
+    if ctx.parallel:
+        from .._lifecycle import watch_parent
+
+        watch_parent()  # a worker of a parallel launcher ends (with its CBC) when the sweep's process is killed
     try:
         rec = run(cfg, ctx)
     except ConfigError as exc:
         print(f"iopopt: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
+        from .outdirs import write_error_line
+
+        print(f"iopopt: {write_error_line(exc)}", file=sys.stderr)
+        sys.exit(1)
     if not ctx.multirun and (rec["termination"] == "error" or rec["latency_s"] is None):
         sys.exit(1)  # a failed run, or one that ends with no plan, is a failed command; in a sweep the others go on
     # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
@@ -124,4 +133,24 @@ def main(cfg: DictConfig | None = None) -> float | None:
         except ConfigError as exc:
             print(f"iopopt: configuration error: {exc}", file=sys.stderr)
             sys.exit(2)
-    return _task()
+    return interruptible("iopopt", _task)
+
+
+def interruptible(prog: str, fn, *args):
+    """``fn(*args)``; SIGINT or SIGTERM end it with one line, no child process and no temporary file left.
+
+    Exit status 130 after SIGINT, 143 after SIGTERM (128 + the signal), as a
+    shell reports a process killed by them. Results already written stay.
+    """
+    from .._lifecycle import Terminated, end_descendants, remove_stale_temp_dirs, terminate_as_exception
+
+    terminate_as_exception()
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, status = ("SIGINT", 130) if isinstance(exc, KeyboardInterrupt) else ("SIGTERM", 143)
+        left = end_descendants()
+        remove_stale_temp_dirs()
+        tail = f"; processes {left} did not end" if left else ""
+        print(f"{prog}: interrupted by {name}; finished results are kept{tail}", file=sys.stderr)
+        sys.exit(status)
