@@ -24,6 +24,7 @@ import io
 import math
 import os
 import sys
+import threading
 
 import hydra
 from omegaconf import DictConfig
@@ -142,8 +143,11 @@ def interruptible(prog: str, fn, *args):
     Exit status 130 after SIGINT, 143 after SIGTERM (128 + the signal), as a
     shell reports a process killed by them. Results already written stay.
     """
+    import signal
+
     from .._lifecycle import Terminated, end_descendants, remove_stale_temp_dirs, terminate_as_exception
 
+    previous = signal.getsignal(signal.SIGTERM)
     terminate_as_exception()
     try:
         return fn(*args)
@@ -154,3 +158,6 @@ def interruptible(prog: str, fn, *args):
         tail = f"; processes {left} did not end" if left else ""
         print(f"{prog}: interrupted by {name}; finished results are kept{tail}", file=sys.stderr)
         sys.exit(status)
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)  # a caller's own handler (main() run in-process, tests)
