@@ -134,18 +134,20 @@ def end_descendants(grace_s: float = 2.0) -> list[int]:
 _watching = False
 
 
-def watch_parent(interval_s: float = 0.25, on_exit=None) -> None:
+def watch_parent(interval_s: float = 0.25, on_exit=None, parent: int | None = None) -> None:
     """Start (once per process) a daemon thread that ends this process when its parent dies.
 
     It ends this process's own children first and removes its temporary
     folders (:func:`private_temp_dir`), then ``os._exit(1)``; ``on_exit`` runs
-    before that (errors ignored).
+    before that (errors ignored). ``parent``: the pid the parent had (default:
+    the current parent); a process already orphaned when it starts watching
+    ends at once.
     """
     global _watching
     if _watching:
         return
     _watching = True
-    parent = os.getppid()
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
