@@ -39,6 +39,7 @@ __all__ = [
     "die_with_parent",
     "private_temp_dir",
     "remove_stale_temp_dirs",
+    "pid_exists",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -202,13 +203,14 @@ def remove_stale_temp_dirs(prefixes: tuple[str, ...] | None = None, include_own:
             if not pid_text.isdigit():
                 continue
             pid = int(pid_text)
-            if (pid == os.getpid() and include_own) or (pid != os.getpid() and not _pid_exists(pid)):
+            if (pid == os.getpid() and include_own) or (pid != os.getpid() and not pid_exists(pid)):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     return removed
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """True while a (non-zombie) process ``pid`` exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

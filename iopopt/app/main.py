@@ -49,9 +49,12 @@ def _watch_sweep_if_worker() -> None:
     pid = os.environ.get(_SWEEP_PID, "")
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # a loky worker runs `python -m ...loky...`
     if pid.isdigit() and str(getattr(spec, "name", "")).startswith("joblib.externals.loky"):
-        from .._lifecycle import watch_parent
+        from .._lifecycle import pid_exists, watch_parent
 
-        watch_parent(parent=int(pid))
+        sweep = int(pid)
+        if os.getppid() != sweep and pid_exists(sweep):  # a value inherited from elsewhere: watch our own parent
+            sweep = os.getppid()
+        watch_parent(parent=sweep)
 
 
 _watch_sweep_if_worker()  # at import: a worker imports this module when it unpickles its first job
