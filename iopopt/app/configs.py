@@ -75,6 +75,7 @@ TOP_LEVEL_KEYS = frozenset(
         "gap",
         "fidelity",
         "plan_from",
+        "resume",
         "pareto",
         "robustness",
     }
@@ -182,6 +183,8 @@ def check_top_level(cfg) -> dict:
         raise ConfigError(f"study must be one of {', '.join(STUDIES)}, got {study!r}")
     if not isinstance(plain.get("verify", False), bool):
         raise ConfigError(f"verify must be true or false, got {plain.get('verify')!r}")
+    if not isinstance(plain.get("resume", False), bool):
+        raise ConfigError(f"resume must be true or false, got {plain.get('resume')!r}")
     threads = plain.get("threads", "auto")
     if threads != "auto" and threads is not None and not (isinstance(threads, int) and threads >= 1):
         raise ConfigError(f"threads must be 'auto', null or a positive integer, got {threads!r}")

@@ -142,12 +142,27 @@ def _settings(a) -> tuple[list[str], str | None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .main import interruptible
+
     a = _parser().parse_args(argv)
+    return interruptible(_PROG, _guarded, a)
+
+
+_PROG = "python -m iopopt.distributed"
+
+
+def _guarded(a) -> int:
+    """``_run(a)``; a bad setting exits 2, a failed run (a busy port, a silent peer, a dead rank) 1, one line each."""
+    from ..exec.distributed import DistributedError
+
     try:
         return _run(a)
     except _Refused as exc:
-        print(f"python -m iopopt.distributed: error: {exc}", file=sys.stderr)
+        print(f"{_PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except DistributedError as exc:
+        print(f"{_PROG}: failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 
 def _run(a) -> int:

@@ -245,6 +245,14 @@ def run(cfg: DictConfig, ctx: JobContext) -> dict:
     """
     started = time.perf_counter()  # the whole job: config, model build/trace, solve, cost, verify
     settings = job_settings(cfg, ctx)
+    if settings.get("resume") and ctx.multirun:
+        from .resume import finished_record
+
+        kept = finished_record(Path(ctx.output_dir), ctx.overrides)
+        if kept is not None:
+            prefix, suffix = sweep_tick(ctx.job)
+            log.info("%sjob %s: kept its finished result.json (resume=true)%s", prefix, ctx.job, suffix)
+            return kept
     study = settings.get("study", "single")
     if study in ("pareto", "robustness"):
         from .fronts import run_front_study

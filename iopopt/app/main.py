@@ -24,6 +24,7 @@ import io
 import math
 import os
 import sys
+import threading
 
 import hydra
 from omegaconf import DictConfig
@@ -38,10 +39,32 @@ from .plugins import register_entry_point_solvers
 __all__ = ["main", "version_line"]
 
 
+#: Set by :func:`main` to its own pid: a joblib worker (a child of that process) watches it.
+_SWEEP_PID = "IOPOPT_SWEEP_PID"
+
+
+def _watch_sweep_if_worker() -> None:
+    """In a joblib (loky) worker of an ``iopopt`` sweep: end this worker, its CBC and its temporary
+    files when the sweep's process dies, even by SIGKILL (loky's workers outlive it otherwise)."""
+    pid = os.environ.get(_SWEEP_PID, "")
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # a loky worker runs `python -m ...loky...`
+    if pid.isdigit() and str(getattr(spec, "name", "")).startswith("joblib.externals.loky"):
+        from .._lifecycle import pid_exists, watch_parent
+
+        sweep = int(pid)
+        if os.getppid() != sweep and pid_exists(sweep):  # a value inherited from elsewhere: watch our own parent
+            sweep = os.getppid()
+        watch_parent(parent=sweep)
+
+
+_watch_sweep_if_worker()  # at import: a worker imports this module when it unpickles its first job
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _task(cfg: DictConfig) -> float:
     """The Hydra task function: one job."""
     ctx = JobContext.from_hydra()
+    _watch_sweep_if_worker()
     try:
         rec = run(cfg, ctx)
     except ConfigError as exc:
@@ -50,6 +73,11 @@ def _task(cfg: DictConfig) -> float:
             return math.nan
         print(f"iopopt: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # a full disk, a read-only folder: one line, not a traceback
+        from .outdirs import write_error_line
+
+        print(f"iopopt: {write_error_line(exc)}", file=sys.stderr)
+        sys.exit(1)
     if not ctx.multirun and (rec["termination"] == "error" or rec["latency_s"] is None):
         sys.exit(1)  # a failed run, or one that ends with no plan, is a failed command; in a sweep the others go on
     # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
@@ -99,6 +127,7 @@ def main(cfg: DictConfig | None = None) -> float | None:
     task function does for a sweeper.
     """
     register_entry_point_solvers()  # solvers of other packages become options of the solver group
+    os.environ[_SWEEP_PID] = str(os.getpid())  # inherited by joblib's workers
     if cfg is not None:
         return _task(cfg)
     if "--version" in sys.argv[1:]:  # iopopt's version, not Hydra's
@@ -127,4 +156,30 @@ def main(cfg: DictConfig | None = None) -> float | None:
         except ConfigError as exc:
             print(f"iopopt: configuration error: {exc}", file=sys.stderr)
             sys.exit(2)
-    return _task()
+    return interruptible("iopopt", _task)
+
+
+def interruptible(prog: str, fn, *args):
+    """``fn(*args)``; SIGINT or SIGTERM end it with one line, no child process and no temporary file left.
+
+    Exit status 130 after SIGINT, 143 after SIGTERM (128 + the signal), as a
+    shell reports a process killed by them. Results already written stay.
+    """
+    import signal
+
+    from .._lifecycle import Terminated, end_descendants, remove_stale_temp_dirs, terminate_as_exception
+
+    previous = signal.getsignal(signal.SIGTERM)
+    terminate_as_exception()
+    try:
+        return fn(*args)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, status = ("SIGINT", 130) if isinstance(exc, KeyboardInterrupt) else ("SIGTERM", 143)
+        left = end_descendants()
+        remove_stale_temp_dirs()
+        tail = f"; processes {left} did not end" if left else ""
+        print(f"{prog}: interrupted by {name}; finished results are kept{tail}", file=sys.stderr)
+        sys.exit(status)
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)  # a caller's own handler (main() run in-process, tests)

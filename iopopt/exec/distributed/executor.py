@@ -38,8 +38,10 @@ Modes:
 
 * local (default): ``DistributedExecutor(k)`` spawns ``k`` processes
   (``multiprocessing`` spawn context) on 127.0.0.1 with a free port found by
-  binding port 0; gloo is bound to the loopback interface
-  (``GLOO_SOCKET_IFNAME=lo`` unless already set).
+  binding port 0; rank 0's rendezvous store listens on the loopback address
+  only (for any loopback ``master_addr``) and gloo is bound to the loopback
+  interface (``GLOO_SOCKET_IFNAME=lo`` unless already set). Ranks watch the
+  launching process and end when it is killed.
 * one rank of a real multi-host run: pass ``rank``, ``world_size``,
   ``master_addr`` and ``master_port`` (or set ``RANK``, ``WORLD_SIZE``,
   ``MASTER_ADDR``, ``MASTER_PORT`` in the environment); ``run`` then executes

@@ -59,6 +59,55 @@ def _resolve_ifname(ifname: str | None, addr: str) -> str | None:
     return ifname
 
 
+def _listen_socket(addr: str, port: int) -> int:
+    """A socket bound to ``addr:port`` only (not every interface); its file descriptor, now owned by the caller."""
+    infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)
+    family, _, _, _, sockaddr = sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0]  # IPv4 first
+    s = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(sockaddr)
+    except OSError:
+        s.close()
+        raise
+    return s.detach()
+
+
+def _store(rank: int, world: int, addr: str, port: int, timeout_s: float):
+    """The rendezvous store: rank 0 serves it, the others connect; both give up after ``timeout_s``.
+
+    Rank 0 on a loopback address listens on that address only (torch's own
+    TCPStore server would listen on every interface). A client whose server
+    accepts but never answers would wait for ever inside torch: it connects
+    in a helper thread that is abandoned at the deadline.
+    """
+    import threading
+
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=timeout_s)
+    if rank == 0:
+        fd = _listen_socket(addr, port) if _is_loopback(addr) else None
+        return dist.TCPStore(addr, port, world, True, timeout, wait_for_workers=True, multi_tenant=False,
+                             master_listen_fd=fd)
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["store"] = dist.TCPStore(addr, port, world, False, timeout)
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    t = threading.Thread(target=connect, name="iopopt-rendezvous", daemon=True)
+    t.start()
+    t.join(timeout_s + 0.5)  # torch's own connect timeout, then a margin for its last retry
+    if "error" in box:
+        raise box["error"]
+    if "store" not in box:
+        raise RuntimeError(f"timed out: no answer from a rendezvous server at {addr}:{port}")
+    return box["store"]
+
+
 def _init_group(rank: int, world: int, addr: str, port: int, timeout_s: float, ifname: str | None, where: _Where):
     import torch.distributed as dist
 
@@ -66,13 +115,8 @@ def _init_group(rank: int, world: int, addr: str, port: int, timeout_s: float, i
         os.environ.setdefault("GLOO_SOCKET_IFNAME", ifname)
     where.text = f"rendezvous at {addr}:{port}"
     try:
-        dist.init_process_group(
-            "gloo",
-            init_method=f"tcp://{addr}:{port}",
-            rank=rank,
-            world_size=world,
-            timeout=timedelta(seconds=timeout_s),
-        )
+        store = _store(rank, world, addr, port, timeout_s)
+        dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
     except Exception as exc:
         msg = str(exc)
         if "EADDRINUSE" in msg or "address already in use" in msg.lower():
@@ -87,6 +131,9 @@ def _init_group(rank: int, world: int, addr: str, port: int, timeout_s: float, i
 def _worker(rank: int, world: int, addr: str, port: int, threads, ifname, timeout_s, fn, payload: bytes, q) -> None:
     """Spawned process: init the process group, run ``fn(rank, world, *args, where)``, report on ``q``."""
     where = _Where()
+    from ..._lifecycle import watch_parent
+
+    watch_parent()  # a rank ends on its own when the launching process is killed
     try:
         if threads:
             torch.set_num_threads(int(threads))

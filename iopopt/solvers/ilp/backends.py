@@ -23,7 +23,36 @@ def check_backend(pulp, name: str) -> None:
         raise SolverError(f"ilp: backend {name!r} is {known}; available: {available}")
 
 
+class _SubprocessDyingWithParent:
+    """``subprocess`` as PuLP's CBC driver sees it: every ``Popen`` child gets ``PR_SET_PDEATHSIG``.
+
+    A CBC solve outlives a parent killed with SIGKILL otherwise (PuLP starts
+    it with a plain ``Popen`` and offers no hook).
+    """
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def Popen(self, *args, **kwargs):  # the name PuLP calls
+        from ..._lifecycle import die_with_parent
+
+        if os.name == "posix" and kwargs.get("preexec_fn") is None:
+            kwargs["preexec_fn"] = die_with_parent
+        return self._module.Popen(*args, **kwargs)
+
+
+def _cbc_dies_with_parent(pulp) -> None:
+    coin_api = getattr(getattr(pulp, "apis", None), "coin_api", None)
+    sub = getattr(coin_api, "subprocess", None)
+    if sub is not None and not isinstance(sub, _SubprocessDyingWithParent):
+        coin_api.subprocess = _SubprocessDyingWithParent(sub)
+
+
 def make_backend(pulp, s, tmp: Path):
+    _cbc_dies_with_parent(pulp)
     common = dict(msg=bool(s.msg), timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
     if s.backend in ("PULP_CBC_CMD", "COIN_CMD"):
         common["msg"] = False  # the log goes to a file, parsed for the bound and printed when msg is set

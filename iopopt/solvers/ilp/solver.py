@@ -35,10 +35,9 @@ lower bound (seconds, joules or bytes).
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
+from ..._lifecycle import private_temp_dir, remove_stale_temp_dirs
 from ...cost.energy import energy
 from ...cost.evaluate import evaluate, latency
 from ...model.problem import Plan, Problem
@@ -48,6 +47,9 @@ from .backends import check_backend, limit_and_bound, make_backend, quiet_stdout
 from .budgets import below_lower_bound, binding
 from .memory import infeasible_report
 from .model import build
+
+#: Temporary folders of the backend's files: ``<tmp>/iopopt-ilp-<pid>-*``.
+_TMP_PREFIX = "iopopt-ilp-"
 
 __all__ = ["IlpSolver", "SPACES", "MEMORY_MODES"]
 
@@ -166,8 +168,9 @@ class IlpSolver(Solver):
         if below is not None:  # proven without the backend: a budget below a lower bound on its quantity
             return infeasible(below)
 
-        with tempfile.TemporaryDirectory(prefix="iopopt-ilp-") as tmp:
-            backend = make_backend(pulp, self, Path(tmp))
+        remove_stale_temp_dirs((_TMP_PREFIX,))  # left by solves whose process was killed
+        with private_temp_dir(_TMP_PREFIX) as tmp:
+            backend = make_backend(pulp, self, tmp)
             t1 = time.perf_counter()
             try:
                 with quiet_stdout(not self.msg and self.backend == "HiGHS"):
@@ -175,7 +178,7 @@ class IlpSolver(Solver):
             except pulp.PulpSolverError as exc:
                 raise SolverError(f"ilp: backend {self.backend} failed: {exc}") from exc
             solve_s = time.perf_counter() - t1
-            log = read_log(Path(tmp))
+            log = read_log(tmp)
         if self.msg and log:
             print(log)
         extra["solve_s"] = solve_s
