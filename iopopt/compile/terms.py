@@ -26,7 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..model.graph import OpNode
-from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows
+from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows, placement
 from ..model.problem import Problem
 from .channels import group_blocks, restrict
 from .channels import merge as _merge
@@ -186,8 +186,11 @@ class CostTerms:
             return got
         op = self.g[name]
         shape = op.out_shape
+        on = placement(strategy)
         if strategy == "host":
             got = self._dist_full(Layout.HOST, shape, {self.host})
+        elif on is not None:
+            got = self._dist_full(Layout.DEVICE, shape, {on})
         elif strategy == "replicate":
             got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
         elif strategy in ("oc", "channel"):
@@ -210,8 +213,11 @@ class CostTerms:
             return got
         op = self.g[name]
         shape = op.in_shapes[index]
+        on = placement(strategy)
         if strategy == "host":
             got = self._dist_full(Layout.HOST, shape, {self.host})
+        elif on is not None:
+            got = self._dist_full(Layout.DEVICE, shape, {on})
         elif strategy in ("replicate", "oc"):
             got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
         elif strategy == "ic":
@@ -279,7 +285,7 @@ class CostTerms:
                 part = out.parts[d]
                 if part is None or total == 0:
                     continue
-                if strategy in ("host", "replicate", "partial"):
+                if strategy in ("host", "replicate", "partial") or placement(strategy) is not None:
                     flops[d] = total
                 elif strategy == "ic":
                     r = required[0].parts[d]
@@ -324,6 +330,9 @@ class CostTerms:
             return 0
         if strategy == "host":
             return op.weight_elems if d == self.host else 0
+        on = placement(strategy)
+        if on is not None:
+            return op.weight_elems if d == on else 0
         if strategy in ("replicate", "rows"):
             # a device with no output rows computes nothing and holds no weights
             return op.weight_elems if out.parts[d] is not None else 0

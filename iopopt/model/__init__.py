@@ -28,6 +28,10 @@ from .layouts import (
     edge_feasible,
     full_region,
     halo_rows,
+    input_layout,
+    output_layout,
+    placement,
+    placement_name,
     strategies_for,
 )
 from .network import NETWORKS, Message, NetworkModel, SharedNetwork, SwitchedNetwork, make_network
@@ -65,7 +69,11 @@ __all__ = [
     "edge_feasible",
     "full_region",
     "halo_rows",
+    "input_layout",
     "make_network",
+    "output_layout",
+    "placement",
+    "placement_name",
     "split_counts",
     "strategies_for",
 ]

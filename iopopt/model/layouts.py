@@ -30,6 +30,10 @@ __all__ = [
     "halo_rows",
     "full_region",
     "InapplicableStrategy",
+    "placement",
+    "placement_name",
+    "output_layout",
+    "input_layout",
 ]
 
 
@@ -53,6 +57,7 @@ class Layout(StrEnum):
 
     HOST = "H"
     REPLICATED = "R"
+    DEVICE = "D"
     CHANNELS = "C"
     ROWS = "S"
     PARTIAL = "P"
@@ -197,8 +202,52 @@ INPUT_LAYOUTS: dict[Strategy, Layout] = {
 }
 
 
-def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
-    """The strategies ``op`` may use, in a fixed order."""
+#: Prefix of a placement strategy's name: ``dev2`` runs the op whole on device 2 (DESIGN §3, Placement).
+PLACEMENT_PREFIX = "dev"
+
+
+def placement_name(device: int) -> str:
+    """The name of the strategy running an op whole on ``device`` (e.g. ``dev2``)."""
+    return f"{PLACEMENT_PREFIX}{device}"
+
+
+def placement(strategy: str) -> int | None:
+    """The device a placement strategy (``dev<j>``) runs its op on; None for every other strategy."""
+    if strategy.startswith(PLACEMENT_PREFIX):
+        tail = strategy[len(PLACEMENT_PREFIX) :]
+        if tail.isdigit() and (tail == "0" or not tail.startswith("0")):
+            return int(tail)
+    return None
+
+
+def output_layout(strategy: str) -> Layout:
+    """The layout ``strategy`` produces (``D`` for a placement)."""
+    if placement(strategy) is not None:
+        return Layout.DEVICE
+    return STRATEGIES[Strategy(strategy)]
+
+
+def input_layout(strategy: str) -> Layout:
+    """The layout ``strategy`` needs for its inputs (``D`` for a placement)."""
+    if placement(strategy) is not None:
+        return Layout.DEVICE
+    return INPUT_LAYOUTS[Strategy(strategy)]
+
+
+def strategies_for(op: OpNode, k: int = 1, host: int = 0) -> tuple[str, ...]:
+    """The strategies ``op`` may use on ``k`` devices with host ``host``, in a fixed order.
+
+    The split strategies first, then one placement ``dev<j>`` per device j
+    other than the host, wherever ``host`` is allowed (graph input and output
+    stay on the host).
+    """
+    base = _base_strategies(op)
+    if k <= 1 or op.kind in (OpKind.INPUT, OpKind.OUTPUT) or S.HOST not in base:
+        return base
+    return base + tuple(placement_name(j) for j in range(k) if j != host)
+
+
+def _base_strategies(op: OpNode) -> tuple[Strategy, ...]:
     kind = op.kind
     four_d = len(op.out_shape) == 4
     if kind in (OpKind.INPUT, OpKind.OUTPUT):
@@ -229,9 +278,9 @@ def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
     return _CHANNELWISE_STRATEGIES if four_d else _NO_ROWS
 
 
-def check_strategy(op: OpNode, strategy: str) -> None:
-    """Raise :class:`InapplicableStrategy` unless ``op`` may use ``strategy``."""
-    valid = strategies_for(op)
+def check_strategy(op: OpNode, strategy: str, k: int = 1, host: int = 0) -> None:
+    """Raise :class:`InapplicableStrategy` unless ``op`` may use ``strategy`` on ``k`` devices."""
+    valid = strategies_for(op, k, host)
     if strategy not in valid:
         raise InapplicableStrategy(
             f"strategy {strategy!r} is not applicable to node {op.name!r} (kind {op.kind}); "
@@ -245,7 +294,7 @@ def edge_feasible(s_src: str, s_dst: str) -> bool:
     Any layout can be resharded into any other except into a partial sum: a
     consumer in ``partial`` needs partial-sum inputs.
     """
-    return INPUT_LAYOUTS[Strategy(s_dst)] != Layout.PARTIAL or STRATEGIES[Strategy(s_src)] == Layout.PARTIAL
+    return input_layout(s_dst) != Layout.PARTIAL or output_layout(s_src) == Layout.PARTIAL
 
 
 def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]:

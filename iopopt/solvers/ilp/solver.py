@@ -166,8 +166,11 @@ class IlpSolver(Solver):
         if below is not None:  # proven without the backend: a budget below a lower bound on its quantity
             return infeasible(below)
 
+        # a first incumbent (the all-host plan; the base plan in the pairs space), so that a time-limited
+        # solve of a big model still returns a plan; the backend drops it where it breaks a memory row
+        warm = model.warm_start(problem.plan({}))
         with tempfile.TemporaryDirectory(prefix="iopopt-ilp-") as tmp:
-            backend = make_backend(pulp, self, Path(tmp))
+            backend = make_backend(pulp, self, Path(tmp), warm_start=warm)
             t1 = time.perf_counter()
             try:
                 with quiet_stdout(not self.msg and self.backend == "HiGHS"):
