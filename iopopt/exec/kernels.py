@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model.graph import WEIGHTED_KINDS, OpNode
-from ..model.layouts import Region, halo_rows, placement
+from ..model.layouts import Region, base_strategy, halo_rows, placement
 from . import ops
 
 __all__ = ["weight_shard", "module_tensors", "compute", "op_extra", "shard_elems", "KernelError"]
@@ -115,6 +115,7 @@ def weight_shard(
     """
     if op.kind not in WEIGHTED_KINDS:
         return {}
+    strategy = base_strategy(strategy)  # on a device subset: the split's rule (devices outside hold no part)
     full = module_tensors(op, module) if tensors is None else tensors
     if strategy == "host":
         return dict(full) if d == host else {}
@@ -290,6 +291,7 @@ def compute(
     """
     if out_region is None:
         return None
+    strategy = base_strategy(strategy)  # a split on a device subset computes as the split does
     if reuse is None:
         return _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtype)
     for args, out in reuse:

@@ -24,6 +24,7 @@ from .layouts import (
     Layout,
     Region,
     Strategy,
+    base_strategy,
     check_strategy,
     edge_feasible,
     full_region,
@@ -33,6 +34,7 @@ from .layouts import (
     placement,
     placement_name,
     strategies_for,
+    subset,
 )
 from .network import NETWORKS, Message, NetworkModel, SharedNetwork, SwitchedNetwork, make_network
 from .problem import InvalidPlan, Plan, Problem
@@ -76,4 +78,6 @@ __all__ = [
     "placement_name",
     "split_counts",
     "strategies_for",
+    "subset",
+    "base_strategy",
 ]

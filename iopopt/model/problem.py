@@ -54,8 +54,9 @@ class Problem:
         return self.graph.dtype_bytes
 
     def strategies(self, node: str) -> tuple[str, ...]:
-        """The strategies of ``node`` on this cluster: the splits, then one placement ``dev<j>`` per non-host device."""
-        return strategies_for(self.graph[node], self.k, self.host)
+        """The strategies of ``node`` on this cluster: the splits (with the cluster's ``subsets``, also on the m
+        fastest devices), then one placement ``dev<j>`` per non-host device."""
+        return strategies_for(self.graph[node], self.k, self.host, self.cluster.subsets)
 
     def lower_bound_s(self) -> float:
         """A lower bound on any plan's latency: no communication, perfect balance, no overheads.
@@ -158,12 +159,12 @@ class Plan(Mapping):
             raise InvalidPlan(f"plan names nodes that are not in the graph: {extra[:5]}")
         for op in g:
             try:
-                check_strategy(op, self._s[op.name], problem.k, problem.host)
+                check_strategy(op, self._s[op.name], problem.k, problem.host, problem.cluster.subsets)
             except ValueError as exc:
                 raise InvalidPlan(str(exc)) from None
         for src, dst, _ in g.edges():
             if not edge_feasible(self._s[src], self._s[dst]):
                 raise InvalidPlan(
-                    f"edge {src} → {dst}: {dst!r} in {self._s[dst]!r} needs a partial-sum input, "
+                    f"edge {src} → {dst}: {dst!r} in {self._s[dst]!r} needs a partial-sum input over its own devices, "
                     f"but {src!r} in {self._s[src]!r} produces layout {output_layout(self._s[src])}"
                 )
