@@ -387,7 +387,7 @@ OVERRIDE_CHECKS = {
     "bad-experiment": (["experiment=papr"], ["unknown option experiment=papr", "paper"]),
     "glob-matches-nothing": (["solver=glob(zz*)"], ["solver=glob(zz*) matches no option", "greedy_iop"]),
     "bad-key": (["solver.tim_limit=3"], ["unknown key solver.tim_limit (value 3) for solver=greedy_iop",
-                                         "valid keys: _target_, base, recompute"]),
+                                         "valid keys: _target_, base, memory_aware, recompute"]),
     "bad-key-for-one-option-of-a-sweep": (["solver=ilp,greedy_iop", "solver.time_limit_s=5"],
                                           ["unknown key solver.time_limit_s", "for solver=greedy_iop", "valid keys"]),
     "bad-top-key": (["verfy=true"], ["unknown key verfy (value true)", "verify"]),
