@@ -35,6 +35,7 @@ lower bound (seconds, joules or bytes).
 
 from __future__ import annotations
 
+import gc
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +146,15 @@ class IlpSolver(Solver):
         check_backend(pulp, self.backend)
         t0 = time.perf_counter()
         budgets = self.budgets()
-        model = build(pulp, problem, self.space, self.base, self.memory, self.objective, budgets)
+        # the cost-term tables and the model are millions of small, long-lived objects: the collector's
+        # passes over them are wasted work, so it is paused while they are built
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            model = build(pulp, problem, self.space, self.base, self.memory, self.objective, budgets)
+        finally:
+            if collecting:
+                gc.enable()
         extra = {
             "space": self.space,
             "backend": self.backend,
