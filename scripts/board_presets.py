@@ -98,6 +98,20 @@ BOARDS = {
                                 "running (https://github.com/ComNets-Bremen/WUSN/files/14448364/"
                                 "MoleNet.-.V6_power_consumption.pdf)"),
     },
+    "rpi_zero2": {
+        "title": "Raspberry Pi Zero 2 W (RP3A0, 4x Cortex-A53 @ 1 GHz, 512 MB LPDDR2), a camera board, PyTorch on "
+                 "4 threads",
+        "flops_per_s": (2.7e9, "estimate: the Pi 4's 8 GFLOP/s x 1.0/1.5 (clock) x 0.5 (in-order A53 vs "
+                               "out-of-order A72 per clock; an assumption, no public fp32 conv benchmark found)"),
+        "memory_bandwidth_bytes_per_s": (2.0e9, "estimate: about a third of the Pi 4's measured STREAM "
+                                                f"({PI4_STREAM.split(', single')[0]}): 32-bit LPDDR2 against "
+                                                "LPDDR4-3200; no STREAM figure of this board found"),
+        "op_overhead_s": (3.0e-4, "estimate: the Pi 4's 0.1 ms x 8 / 2.7 (the conv-rate ratio)"),
+        "memory_bytes": (3.84e8, "assumption: 384 MB of the 512 MB free for the model (the OS and a camera "
+                                 "pipeline hold the rest); too small for VGG-16's 553 MB of fp32 weights"),
+        "active_power_w": (3.0, "assumption: no wall measurement under a matrix load found"),
+        "idle_power_w": (0.7, "assumption: no idle measurement found"),
+    },
     "laptop": {
         "title": "Laptop CPU (an x86 core like the reference machine's, AVX-512; 4 PyTorch threads; dual-channel "
                  "DDR5-5600)",
@@ -127,6 +141,11 @@ CLUSTERS = {
     "laptop_x2": ([("laptop", f"laptop{i}") for i in range(2)], "2 identical laptops"),
     "hetero_3": ([("jetson_nano_cpu", "jetson_nano"), ("rpi4", "rpi4_a"), ("rpi4", "rpi4_b")],
                  "Heterogeneous IoT cluster: a Jetson Nano (CPU) host with two Raspberry Pi 4"),
+    "camera_rpi5_x2": ([("rpi_zero2", "camera"), ("rpi5", "rpi5_a"), ("rpi5", "rpi5_b")],
+                       "Weak host: a Raspberry Pi Zero 2 W camera board holding the image, with two Raspberry Pi 5 "
+                       "helpers (placement pays: moving work off the host)"),
+    "rpi_zero2_x4": ([("rpi_zero2", f"zero{i}") for i in range(4)],
+                     "4 identical Raspberry Pi Zero 2 W boards, each too small to hold VGG-16 alone"),
     "hetero_4": ([("jetson_nano_cpu", "jetson_nano"), ("rpi4", "rpi4_a"), ("rpi4", "rpi4_b"), ("esp32s3", "esp32s3")],
                  "Heterogeneous IoT cluster: a Jetson Nano (CPU) host, two Raspberry Pi 4 and an ESP32-S3-class MCU "
                  "whose memory binds"),

@@ -70,12 +70,26 @@ BRUTE_MAX = 10**6
 
 
 def _tiny_problem(seed: int) -> Problem:
-    """Even seeds: a tiny random chain; odd seeds: a tiny random DAG (residual add or concat)."""
+    """Even seeds: a tiny random chain; odd seeds: a tiny random DAG (residual add or concat).
+
+    On 2 + seed % 3 devices, or fewer (then a layer fewer) where the full space,
+    placements on every device included, would exceed ``BRUTE_MAX`` plans.
+    """
     if seed % 2 == 0:
-        graph = _graph(1000 + seed, 1 + seed % 3, "chain")
+        gseed, layers, kind = 1000 + seed, 1 + seed % 3, "chain"
     else:
-        graph = _graph(*_TINY_DAGS[(seed // 2) % len(_TINY_DAGS)], "dag")
-    return _random_problem(graph, 1000 + seed, 2 + seed % 3)
+        (gseed, layers), kind = _TINY_DAGS[(seed // 2) % len(_TINY_DAGS)], "dag"
+    while True:
+        graph = _graph(gseed, layers, kind)
+        for k in range(2 + seed % 3, 1, -1):
+            problem = _random_problem(graph, 1000 + seed, k)
+            if layers == 1 or _plan_count(problem) <= BRUTE_MAX:
+                return problem
+        layers -= 1
+
+
+def _plan_count(problem: Problem) -> int:
+    return math.prod(len(problem.strategies(v)) for v in problem.graph.order)
 
 
 # -- dp == ilp on chains ------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_an_energy_budget_below_every_plan_names_it():
         assert r.termination == "infeasible" and r.extra["binding"] == ["energy_budget_j"], r.extra
 
 
-@pytest.mark.parametrize("seed", [0, 4, 9])
+@pytest.mark.parametrize("seed", [0, 4, 8])
 def test_budgets_that_only_bind_together_are_named_together(seed):
     problem = tiny_problem(seed)
     fast = BruteSolver().solve(problem)

@@ -142,7 +142,7 @@ def test_evaluate_takes_a_mapping_and_rejects_other_plans(problem):
 def test_unknown_solver_setting_lists_the_valid_ones():
     from iopopt.solvers import SolverError, make_solver
 
-    needle = r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute'\]"
+    needle = r"unknown setting 'foo' of solver 'greedy_iop'; valid settings: \['base', 'recompute', 'memory_aware'\]"
     with pytest.raises(SolverError, match=needle):
         make_solver("greedy_iop", foo=1)
     with pytest.raises(ValueError, match=r"unknown solver 'gredy'; valid: \["):

@@ -88,7 +88,7 @@ MODEL_KEYS = {
     "synthetic": frozenset({"source", "name", "seed", "n_layers", "kind", "channels", "input_hw", "batch"}),
     "torchvision": frozenset({"source", "name", "input_shape", "seed", "kwargs"}),
 }
-CLUSTER_KEYS = frozenset({"name", "host", "split", "devices"})
+CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets"})
 DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
      "kind_bytes_per_s", "active_power_w", "idle_power_w", "tx_power_w", "rx_power_w"}
@@ -384,8 +384,11 @@ def build_cluster(cfg):
             f"cluster.host must be a device index in [0, {len(built) - 1}] or a device name "
             f"({', '.join(names)}), got {host!r}"
         )
+    subsets = c.get("subsets", False)
+    if not isinstance(subsets, bool):
+        raise ConfigError(f"cluster.subsets must be true or false, got {subsets!r}")
     try:
-        return Cluster(tuple(built), host=host, split=split, name=str(c.get("name") or ""))
+        return Cluster(tuple(built), host=host, split=split, name=str(c.get("name") or ""), subsets=subsets)
     except ValueError as exc:
         raise ConfigError(f"cluster: {exc}") from None
 

@@ -26,7 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..model.graph import OpNode
-from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows
+from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows, placement, subset
 from ..model.problem import Problem
 from .channels import group_blocks, restrict
 from .channels import merge as _merge
@@ -75,8 +75,8 @@ class CostTerms:
         self.k = problem.cluster.k
         self.host = problem.cluster.host
         self.dtype_bytes = problem.graph.dtype_bytes
-        self._canon_c: dict[str, ChannelBlocks] = {}
-        self._canon_s: dict[str, tuple[tuple[int, int] | None, ...]] = {}
+        self._canon_c: dict[tuple[str, int | None], ChannelBlocks] = {}
+        self._canon_s: dict[tuple[str, int | None], tuple[tuple[int, int] | None, ...]] = {}
         self._out: dict[tuple, Dist] = {}
         self._req: dict[tuple, Dist] = {}
         self._node: dict[tuple, NodeTerm] = {}
@@ -87,49 +87,53 @@ class CostTerms:
         self._dists: dict[Dist, Dist] = {}  # one object per distinct distribution: edges key reshardings by id
 
     # canonical splits, fixed per tensor ---------------------------------------------
-    def _fresh(self, n: int) -> ChannelBlocks:
-        return blocks(self.cluster.counts(n))
+    def _fresh(self, n: int, m: int | None) -> ChannelBlocks:
+        return blocks(self.cluster.counts(n, m))
 
-    def canon_c(self, name: str) -> ChannelBlocks:
-        """Per-device channel intervals of node ``name``'s output under a channel split."""
-        got = self._canon_c.get(name)
+    def _devices(self, m: int | None) -> frozenset:
+        """The devices a split over ``m`` devices uses (every device when ``m`` is None)."""
+        return frozenset(range(self.k) if m is None else self.cluster.fastest(m))
+
+    def canon_c(self, name: str, m: int | None = None) -> ChannelBlocks:
+        """Per-device channel intervals of node ``name``'s output under a channel split (over the m fastest)."""
+        got = self._canon_c.get((name, m))
         if got is not None:
             return got
         op = self.g[name]
         kind = op.kind
         if kind in ("conv", "linear", "input", "layernorm", "shuffle"):
-            got = self._fresh(op.out_shape[1])
+            got = self._fresh(op.out_shape[1], m)
         elif kind == "gconv":  # by whole groups, each where most of its input channels are
-            got = group_blocks(op, self.canon_c(op.inputs[0]))[1]
+            got = group_blocks(op, self.canon_c(op.inputs[0], m))[1]
         elif kind == "split":
-            got = restrict(self.canon_c(op.inputs[0]), op.params["start"], op.params["stop"])
+            got = restrict(self.canon_c(op.inputs[0], m), op.params["start"], op.params["stop"])
         elif kind == "eltwise":  # the big operand's split (the small one follows it)
-            got = self.canon_c(op.inputs[op.params.get("big", 0)])
+            got = self.canon_c(op.inputs[op.params.get("big", 0)], m)
         elif kind == "flatten":
             unit = 1
             for s in op.in_shapes[0][2:]:
                 unit *= s
-            got = tuple(tuple((a * unit, b * unit) for a, b in iv) for iv in self.canon_c(op.inputs[0]))
+            got = tuple(tuple((a * unit, b * unit) for a, b in iv) for iv in self.canon_c(op.inputs[0], m))
         elif kind == "cat":
             per_dev: list[list[tuple[int, int]]] = [[] for _ in range(self.k)]
             offset = 0
             for src, shp in zip(op.inputs, op.in_shapes):
-                for d, iv in enumerate(self.canon_c(src)):
+                for d, iv in enumerate(self.canon_c(src, m)):
                     per_dev[d].extend((a + offset, b + offset) for a, b in iv)
                 offset += shp[1]
             got = tuple(_merge(iv) for iv in per_dev)
         else:  # channel-wise ops, add, output: the first input's split
-            got = self.canon_c(op.inputs[0])
-        self._canon_c[name] = got
+            got = self.canon_c(op.inputs[0], m)
+        self._canon_c[(name, m)] = got
         return got
 
-    def canon_s(self, name: str) -> tuple[tuple[int, int] | None, ...]:
+    def canon_s(self, name: str, m: int | None = None) -> tuple[tuple[int, int] | None, ...]:
         """Per-device row interval of node ``name``'s output under a row split (None: no rows)."""
-        got = self._canon_s.get(name)
+        got = self._canon_s.get((name, m))
         if got is None:
             rows = self.g[name].out_shape[2]
-            got = tuple(iv[0] if iv else None for iv in self._fresh(rows))
-            self._canon_s[name] = got
+            got = tuple(iv[0] if iv else None for iv in self._fresh(rows, m))
+            self._canon_s[(name, m)] = got
         return got
 
     def _dist_c(self, shape: tuple[int, ...], ivs: ChannelBlocks) -> Dist:
@@ -150,33 +154,33 @@ class CostTerms:
         kind = Layout.REPLICATED if len(devices) == self.k else Layout.CHANNELS
         return self._dist_full(kind, shape, devices)
 
-    def _req_channel(self, op: OpNode, index: int, shape: tuple[int, ...]) -> Dist:
+    def _req_channel(self, op: OpNode, index: int, shape: tuple[int, ...], m: int | None) -> Dist:
         """Input ``index`` of ``op`` in ``channel``: what each device needs for its output channels."""
         if op.kind == "add":
-            return self._dist_c(shape, self.canon_c(op.name))
+            return self._dist_c(shape, self.canon_c(op.name, m))
         if op.kind == "eltwise":
             if shape[1] == op.out_shape[1]:  # the big operand, or a small one with every channel
-                return self._dist_c(shape, self.canon_c(op.name))
+                return self._dist_c(shape, self.canon_c(op.name, m))
             # one channel broadcast over all: whole, on every device holding a part of the output
-            return self._dist_bcast(shape, self.out_dist(op.name, "channel").holders())
+            return self._dist_bcast(shape, self.out_dist(op.name, "channel" if m is None else f"channel@{m}").holders())
         if op.kind == "gconv":
-            return self._dist_c(shape, group_blocks(op, self.canon_c(op.inputs[0]))[0])
-        own = self.canon_c(op.inputs[index])
+            return self._dist_c(shape, group_blocks(op, self.canon_c(op.inputs[0], m))[0])
+        own = self.canon_c(op.inputs[index], m)
         if op.kind == "split":  # a device reads its own part of the input, if it has channels of the range
-            own = tuple(iv if out else () for iv, out in zip(own, self.canon_c(op.name)))
+            own = tuple(iv if out else () for iv, out in zip(own, self.canon_c(op.name, m)))
         return self._dist_c(shape, own)
 
     # distributions -----------------------------------------------------------------------
-    def p_holders(self, name: str) -> frozenset:
-        """Devices holding a partial sum of ``name``'s output when it produces one."""
+    def p_holders(self, name: str, m: int | None = None) -> frozenset:
+        """Devices holding a partial sum of ``name``'s output when it produces one (split over the m fastest)."""
         op = self.g[name]
         if op.kind in ("conv", "linear"):
-            holders = {d for d, iv in enumerate(self.canon_c(op.inputs[0])) if iv}
+            holders = {d for d, iv in enumerate(self.canon_c(op.inputs[0], m)) if iv}
             if op.bias_shape is not None:
                 holders.add(self.host)
             return frozenset(holders)
         if op.kind == "add":
-            return frozenset().union(*(self.p_holders(i) for i in op.inputs))
+            return frozenset().union(*(self.p_holders(i, m) for i in op.inputs))
         return frozenset()
 
     def out_dist(self, name: str, strategy: str) -> Dist:
@@ -186,17 +190,22 @@ class CostTerms:
             return got
         op = self.g[name]
         shape = op.out_shape
+        on = placement(strategy)
+        base, m = subset(strategy)
         if strategy == "host":
             got = self._dist_full(Layout.HOST, shape, {self.host})
-        elif strategy == "replicate":
-            got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
-        elif strategy in ("oc", "channel"):
-            got = self._dist_c(shape, self.canon_c(name))
-        elif strategy == "rows":
+        elif on is not None:
+            got = self._dist_full(Layout.DEVICE, shape, {on})
+        elif base == "replicate":
+            got = self._dist_bcast(shape, self._devices(m))
+        elif base in ("oc", "channel"):
+            got = self._dist_c(shape, self.canon_c(name, m))
+        elif base == "rows":
             c = shape[1]
-            got = Dist(Layout.ROWS, tuple(Region(((0, c),), r) if r else None for r in self.canon_s(name)), shape)
-        elif strategy in ("ic", "partial"):
-            got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name))
+            rows = self.canon_s(name, m)
+            got = Dist(Layout.ROWS, tuple(Region(((0, c),), r) if r else None for r in rows), shape)
+        elif base in ("ic", "partial"):
+            got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name, m))
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
         got = self._out[key] = self._dists.setdefault(got, got)
@@ -210,17 +219,21 @@ class CostTerms:
             return got
         op = self.g[name]
         shape = op.in_shapes[index]
+        on = placement(strategy)
+        base, m = subset(strategy)
         if strategy == "host":
             got = self._dist_full(Layout.HOST, shape, {self.host})
-        elif strategy in ("replicate", "oc"):
-            got = self._dist_full(Layout.REPLICATED, shape, set(range(self.k)))
-        elif strategy == "ic":
-            got = self._dist_c(shape, self.canon_c(op.inputs[index]))
-        elif strategy == "channel":
-            got = self._req_channel(op, index, shape)
-        elif strategy == "rows":
+        elif on is not None:
+            got = self._dist_full(Layout.DEVICE, shape, {on})
+        elif base in ("replicate", "oc"):
+            got = self._dist_bcast(shape, self._devices(m))
+        elif base == "ic":
+            got = self._dist_c(shape, self.canon_c(op.inputs[index], m))
+        elif base == "channel":
+            got = self._req_channel(op, index, shape, m)
+        elif base == "rows":
             parts: list[Region | None] = []
-            for r in self.canon_s(name):
+            for r in self.canon_s(name, m):
                 if r is None:
                     parts.append(None)
                     continue
@@ -230,7 +243,7 @@ class CostTerms:
                 # hi == lo: the device's window is all padding; it needs no real row
                 parts.append(Region(((0, shape[1]),), (lo, hi)))
             got = Dist(Layout.ROWS, tuple(parts), shape)
-        elif strategy == "partial":
+        elif base == "partial":
             got = Dist(Layout.PARTIAL, (None,) * self.k, shape)
         else:
             raise ValueError(f"unknown strategy {strategy!r} for node {name!r}")
@@ -245,7 +258,7 @@ class CostTerms:
             return self._edge[key]
         a = self.out_dist(src, s_src)
         b = self.req_dist(dst, s_dst, index)
-        ivs = self.canon_c(src) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
+        ivs = self.canon_c(src, subset(s_src)[1]) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
         same = (id(a), id(b), None if ivs is None else id(ivs))  # a, b interned; ivs cached per node
         if same in self._reshard:
             got = self._reshard[same]
@@ -268,6 +281,7 @@ class CostTerms:
         op = self.g[name]
         out = self.out_dist(name, strategy)
         required = tuple(self.req_dist(name, strategy, i) for i in range(len(op.inputs)))
+        base, m = subset(strategy)
         k = self.k
         flops = [0.0] * k
         if op.kind in ("input", "output"):
@@ -279,22 +293,22 @@ class CostTerms:
                 part = out.parts[d]
                 if part is None or total == 0:
                     continue
-                if strategy in ("host", "replicate", "partial"):
+                if base in ("host", "replicate", "partial") or placement(strategy) is not None:
                     flops[d] = total
-                elif strategy == "ic":
+                elif base == "ic":
                     r = required[0].parts[d]
                     flops[d] = total * (r.n_ch if r is not None else 0) / op.in_shapes[0][1]
-                elif strategy == "rows":
+                elif base == "rows":
                     flops[d] = total * part.n_rows / op.out_shape[2]
                 else:  # oc, channel
                     flops[d] = total * part.n_ch / op.out_shape[1]
-        weights = tuple(self._weight_elems(op, strategy, d, out, required) * self.dtype_bytes for d in range(k))
+        weights = tuple(self._weight_elems(op, base, d, out, required) * self.dtype_bytes for d in range(k))
         if op.kind == "output":
             out_bytes = (0,) * k
         else:
             out_bytes = tuple(out.nbytes(d, self.dtype_bytes) for d in range(k))
         moved = tuple(
-            self._input_bytes(op, strategy, d, required) + out_bytes[d] + weights[d] if active[d] else 0
+            self._input_bytes(op, base, m, d, required) + out_bytes[d] + weights[d] if active[d] else 0
             for d in range(k)
         )
         devices = self.cluster.devices
@@ -309,21 +323,25 @@ class CostTerms:
         self._node[key] = got
         return got
 
-    def _input_bytes(self, op: OpNode, strategy: str, d: int, required: tuple[Dist, ...]) -> int:
-        """Bytes of the input buffers device ``d`` reads for its share of ``op``."""
+    def _input_bytes(self, op: OpNode, strategy: str, m: int | None, d: int, required: tuple[Dist, ...]) -> int:
+        """Bytes of the input buffers device ``d`` reads for its share of ``op`` (``strategy`` without subset)."""
         if strategy == "partial":  # the full-size partial sums of its inputs that d holds
             return sum(
                 math.prod(shape) * self.dtype_bytes
                 for src, shape in zip(op.inputs, op.in_shapes)
-                if d in self.p_holders(src)
+                if d in self.p_holders(src, m)
             )
         return sum(r.nbytes(d, self.dtype_bytes) for r in required)
 
     def _weight_elems(self, op: OpNode, strategy: str, d: int, out: Dist, required: tuple[Dist, ...]) -> int:
+        """Weight elements device ``d`` holds for ``op`` in ``strategy`` (without its device subset)."""
         if not op.weight_elems:
             return 0
         if strategy == "host":
             return op.weight_elems if d == self.host else 0
+        on = placement(strategy)
+        if on is not None:
+            return op.weight_elems if d == on else 0
         if strategy in ("replicate", "rows"):
             # a device with no output rows computes nothing and holds no weights
             return op.weight_elems if out.parts[d] is not None else 0

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..model.graph import WEIGHTED_KINDS, OpNode
-from ..model.layouts import Region, halo_rows
+from ..model.layouts import Region, base_strategy, halo_rows, placement
 from . import ops
 
 __all__ = ["weight_shard", "module_tensors", "compute", "op_extra", "shard_elems", "KernelError"]
@@ -108,16 +108,20 @@ def weight_shard(
     shard one node for several devices look them up once). Rules (DESIGN.md
     §4): ``oc`` -- rows of ``W`` and the bias slice; ``ic`` -- input-channel
     columns of ``W``, the bias on the host only; ``rows``/``replicate`` --
-    everything; ``host`` -- everything on the host only; ``channel``
+    everything; ``host`` -- everything on the host only, ``dev<j>`` on device j only; ``channel``
     (depthwise conv, batchnorm) -- per-channel slices. An empty dict means
     ``d`` holds no weights. A shard of one channel interval is a view of the
     module's tensors (never written to), other shards are copies.
     """
     if op.kind not in WEIGHTED_KINDS:
         return {}
+    strategy = base_strategy(strategy)  # on a device subset: the split's rule (devices outside hold no part)
     full = module_tensors(op, module) if tensors is None else tensors
     if strategy == "host":
         return dict(full) if d == host else {}
+    on = placement(strategy)
+    if on is not None:  # the whole op on one device
+        return dict(full) if d == on else {}
     if strategy in ("replicate", "rows"):
         return dict(full)
     if strategy == "oc" and op.kind in ("conv", "linear", "gconv"):
@@ -287,6 +291,7 @@ def compute(
     """
     if out_region is None:
         return None
+    strategy = base_strategy(strategy)  # a split on a device subset computes as the split does
     if reuse is None:
         return _compute(op, strategy, d, inputs, in_regions, out_region, shard, extra, dtype)
     for args, out in reuse:

@@ -226,7 +226,7 @@ class SimulatedExecutor:
         tensors = kernels.module_tensors(op, self.module) if op.kind in _WEIGHTED else None  # looked up once
         outs: list[Tensor | None] = [None] * k
         node_w = [0] * k
-        reuse: list | None = [] if s == "replicate" else None  # the replicated copies are computed once
+        reuse: list | None = [] if s.partition("@")[0] == "replicate" else None  # replicated copies computed once
         for d in range(k):
             region = term.out.parts[d]
             if region is None:

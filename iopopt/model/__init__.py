@@ -24,11 +24,17 @@ from .layouts import (
     Layout,
     Region,
     Strategy,
+    base_strategy,
     check_strategy,
     edge_feasible,
     full_region,
     halo_rows,
+    input_layout,
+    output_layout,
+    placement,
+    placement_name,
     strategies_for,
+    subset,
 )
 from .network import NETWORKS, Message, NetworkModel, SharedNetwork, SwitchedNetwork, make_network
 from .problem import InvalidPlan, Plan, Problem
@@ -65,7 +71,13 @@ __all__ = [
     "edge_feasible",
     "full_region",
     "halo_rows",
+    "input_layout",
     "make_network",
+    "output_layout",
+    "placement",
+    "placement_name",
     "split_counts",
     "strategies_for",
+    "subset",
+    "base_strategy",
 ]

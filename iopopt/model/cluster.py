@@ -249,13 +249,16 @@ class Cluster:
     """k devices; ``host`` holds the input image and must end holding the output.
 
     ``split`` chooses how channel and row splits share work:
-    ``proportional`` (to ``flops_per_s``) or ``equal``.
+    ``proportional`` (to ``flops_per_s``) or ``equal``. With ``subsets``,
+    every split may also run on the m fastest devices only (``oc@2``, m = 2 ..
+    k-1), so that adding a device never makes the optimum slower.
     """
 
     devices: tuple[Device, ...]
     host: int = 0
     split: str = "proportional"
     name: str = ""
+    subsets: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "devices", tuple(self.devices))
@@ -271,6 +274,8 @@ class Cluster:
             raise ValueError(f"Cluster: host must be a device index in [0, {len(self.devices) - 1}], got {self.host!r}")
         if self.split not in SPLIT_POLICIES:
             raise ValueError(f"Cluster: split must be one of {SPLIT_POLICIES}, got {self.split!r}")
+        if not isinstance(self.subsets, bool):
+            raise ValueError(f"Cluster: subsets must be true or false, got {self.subsets!r}")
 
     @property
     def k(self) -> int:
@@ -291,9 +296,18 @@ class Cluster:
             return (1.0,) * self.k
         return tuple(d.flops_per_s for d in self.devices)
 
-    def counts(self, n: int) -> tuple[int, ...]:
-        """Integer shares of ``n`` items (channels, rows) per device."""
-        return split_counts(n, self.weights())
+    def fastest(self, m: int) -> tuple[int, ...]:
+        """Indices of the ``m`` fastest devices (by ``flops_per_s``; ties: the lower index), in index order."""
+        order = sorted(range(self.k), key=lambda d: (-self.devices[d].flops_per_s, d))
+        return tuple(sorted(order[:m]))
+
+    def counts(self, n: int, m: int | None = None) -> tuple[int, ...]:
+        """Integer shares of ``n`` items (channels, rows) per device; with ``m``, over the m fastest only."""
+        weights = self.weights()
+        if m is not None and m < self.k:
+            chosen = set(self.fastest(m))
+            weights = tuple(w if d in chosen else 0.0 for d, w in enumerate(weights))
+        return split_counts(n, weights)
 
     @classmethod
     def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:

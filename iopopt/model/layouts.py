@@ -30,6 +30,12 @@ __all__ = [
     "halo_rows",
     "full_region",
     "InapplicableStrategy",
+    "placement",
+    "placement_name",
+    "output_layout",
+    "input_layout",
+    "subset",
+    "base_strategy",
 ]
 
 
@@ -53,6 +59,7 @@ class Layout(StrEnum):
 
     HOST = "H"
     REPLICATED = "R"
+    DEVICE = "D"
     CHANNELS = "C"
     ROWS = "S"
     PARTIAL = "P"
@@ -197,8 +204,72 @@ INPUT_LAYOUTS: dict[Strategy, Layout] = {
 }
 
 
-def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
-    """The strategies ``op`` may use, in a fixed order."""
+#: Prefix of a placement strategy's name: ``dev2`` runs the op whole on device 2 (DESIGN §3, Placement).
+PLACEMENT_PREFIX = "dev"
+
+
+def placement_name(device: int) -> str:
+    """The name of the strategy running an op whole on ``device`` (e.g. ``dev2``)."""
+    return f"{PLACEMENT_PREFIX}{device}"
+
+
+def placement(strategy: str) -> int | None:
+    """The device a placement strategy (``dev<j>``) runs its op on; None for every other strategy."""
+    if strategy.startswith(PLACEMENT_PREFIX):
+        tail = strategy[len(PLACEMENT_PREFIX) :]
+        if tail.isdigit() and (tail == "0" or not tail.startswith("0")):
+            return int(tail)
+    return None
+
+
+def subset(strategy: str) -> tuple[str, int | None]:
+    """A split strategy on a device subset, ``oc@2`` (``oc`` over the 2 fastest devices): ``("oc", 2)``.
+
+    Any other strategy: ``(strategy, None)`` (a split over every device, the host, a placement).
+    """
+    base, sep, m = strategy.partition("@")
+    if sep and m.isdigit() and not m.startswith("0"):
+        return base, int(m)
+    return strategy, None
+
+
+def base_strategy(strategy: str) -> str:
+    """The strategy without its device subset (``oc@2`` → ``oc``); placements and plain names as they are."""
+    return subset(strategy)[0]
+
+
+def output_layout(strategy: str) -> Layout:
+    """The layout ``strategy`` produces (``D`` for a placement)."""
+    if placement(strategy) is not None:
+        return Layout.DEVICE
+    return STRATEGIES[Strategy(base_strategy(strategy))]
+
+
+def input_layout(strategy: str) -> Layout:
+    """The layout ``strategy`` needs for its inputs (``D`` for a placement)."""
+    if placement(strategy) is not None:
+        return Layout.DEVICE
+    return INPUT_LAYOUTS[Strategy(base_strategy(strategy))]
+
+
+def strategies_for(op: OpNode, k: int = 1, host: int = 0, subsets: bool = False) -> tuple[str, ...]:
+    """The strategies ``op`` may use on ``k`` devices with host ``host``, in a fixed order.
+
+    The split strategies first; with ``subsets``, each split again on the m
+    fastest devices only (``oc@2``, m = 2 .. k-1; m = 1 is a placement); then
+    one placement ``dev<j>`` per device j other than the host, wherever
+    ``host`` is allowed (graph input and output stay on the host).
+    """
+    base = _base_strategies(op)
+    if k <= 1 or op.kind in (OpKind.INPUT, OpKind.OUTPUT) or S.HOST not in base:
+        return base
+    out: tuple[str, ...] = base
+    if subsets:
+        out += tuple(f"{s}@{m}" for m in range(2, k) for s in base if s != S.HOST)
+    return out + tuple(placement_name(j) for j in range(k) if j != host)
+
+
+def _base_strategies(op: OpNode) -> tuple[Strategy, ...]:
     kind = op.kind
     four_d = len(op.out_shape) == 4
     if kind in (OpKind.INPUT, OpKind.OUTPUT):
@@ -229,9 +300,9 @@ def strategies_for(op: OpNode) -> tuple[Strategy, ...]:
     return _CHANNELWISE_STRATEGIES if four_d else _NO_ROWS
 
 
-def check_strategy(op: OpNode, strategy: str) -> None:
-    """Raise :class:`InapplicableStrategy` unless ``op`` may use ``strategy``."""
-    valid = strategies_for(op)
+def check_strategy(op: OpNode, strategy: str, k: int = 1, host: int = 0, subsets: bool = False) -> None:
+    """Raise :class:`InapplicableStrategy` unless ``op`` may use ``strategy`` on ``k`` devices."""
+    valid = strategies_for(op, k, host, subsets)
     if strategy not in valid:
         raise InapplicableStrategy(
             f"strategy {strategy!r} is not applicable to node {op.name!r} (kind {op.kind}); "
@@ -243,9 +314,13 @@ def edge_feasible(s_src: str, s_dst: str) -> bool:
     """Whether a producer in ``s_src`` can feed a consumer in ``s_dst`` (by resharding or as is).
 
     Any layout can be resharded into any other except into a partial sum: a
-    consumer in ``partial`` needs partial-sum inputs.
+    consumer in ``partial`` needs partial-sum inputs over the same devices
+    (the same device subset).
     """
-    return INPUT_LAYOUTS[Strategy(s_dst)] != Layout.PARTIAL or STRATEGIES[Strategy(s_src)] == Layout.PARTIAL
+    if input_layout(s_dst) != Layout.PARTIAL:
+        return True
+    # partial sums pass on as they are: the consumer must sum over the same devices
+    return output_layout(s_src) == Layout.PARTIAL and subset(s_src)[1] == subset(s_dst)[1]
 
 
 def halo_rows(op: OpNode, out_lo: int, out_hi: int) -> tuple[int, int, int, int]:

@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from .cluster import Cluster
 from .graph import OpGraph
-from .layouts import STRATEGIES, Strategy, check_strategy, edge_feasible, strategies_for
+from .layouts import check_strategy, edge_feasible, output_layout, strategies_for
 from .network import NetworkModel
 
 __all__ = ["Problem", "Plan", "InvalidPlan"]
@@ -53,8 +53,10 @@ class Problem:
     def dtype_bytes(self) -> int:
         return self.graph.dtype_bytes
 
-    def strategies(self, node: str) -> tuple[Strategy, ...]:
-        return strategies_for(self.graph[node])
+    def strategies(self, node: str) -> tuple[str, ...]:
+        """The strategies of ``node`` on this cluster: the splits (with the cluster's ``subsets``, also on the m
+        fastest devices), then one placement ``dev<j>`` per non-host device."""
+        return strategies_for(self.graph[node], self.k, self.host, self.cluster.subsets)
 
     def lower_bound_s(self) -> float:
         """A lower bound on any plan's latency: no communication, perfect balance, no overheads.
@@ -84,7 +86,7 @@ class Problem:
         for op in self.graph:
             s = strategies.get(op.name)
             if s is None:
-                valid = strategies_for(op)
+                valid = self.strategies(op.name)
                 s = default if default in valid else "host"
             full[op.name] = s
         unknown = sorted(set(strategies) - set(full))
@@ -157,12 +159,12 @@ class Plan(Mapping):
             raise InvalidPlan(f"plan names nodes that are not in the graph: {extra[:5]}")
         for op in g:
             try:
-                check_strategy(op, self._s[op.name])
+                check_strategy(op, self._s[op.name], problem.k, problem.host, problem.cluster.subsets)
             except ValueError as exc:
                 raise InvalidPlan(str(exc)) from None
         for src, dst, _ in g.edges():
             if not edge_feasible(self._s[src], self._s[dst]):
                 raise InvalidPlan(
-                    f"edge {src} → {dst}: {dst!r} in {self._s[dst]!r} needs a partial-sum input, "
-                    f"but {src!r} in {self._s[src]!r} produces layout {STRATEGIES[Strategy(self._s[src])]}"
+                    f"edge {src} → {dst}: {dst!r} in {self._s[dst]!r} needs a partial-sum input over its own devices, "
+                    f"but {src!r} in {self._s[src]!r} produces layout {output_layout(self._s[src])}"
                 )

@@ -35,10 +35,13 @@ COOPERATIVE = ("coedge", "oc", "greedy_iop", "ilp_pairs")
 #: Terminal tables are kept at most this wide (wider ones are split by columns).
 TEXT_WIDTH = 120
 #: Solvers in this order first in tables; others follow alphabetically.
-SOLVER_ORDER = ("single", "coedge", "oc", "best_uniform", "random", "greedy_iop", "ilp_pairs", "ilp", "dp", "brute")
+SOLVER_ORDER = (
+    "single", "offload", "coedge", "oc", "best_uniform", "random", "greedy_iop", "ilp_pairs", "ilp", "dp", "brute",
+)
 #: The colour of each shipped solver in every plot (others get one from a small palette).
 SOLVER_COLORS = {
     "single": "#7f7f7f",
+    "offload": "#393b79",
     "coedge": "#ff7f0e",
     "oc": "#2ca02c",
     "best_uniform": "#bcbd22",

@@ -4,6 +4,9 @@
 - ``coedge``: CoEdge-style row partitioning (:func:`iopopt.space.pairs.base_plan` ``"coedge"``).
 - ``oc``: every conv/linear split by output channels, a gather after every
   operator (:func:`iopopt.space.pairs.base_plan` ``"oc"``).
+- ``offload``: every operator whole on the one device where that is fastest
+  (Neurosurgeon-style full offloading), the input shipped there and the output
+  back to the host; the host itself is a candidate.
 - ``best_uniform``: the cheapest, by the cost model, of the uniform plans
   (one strategy everywhere it applies) and the two base plans.
 - ``random``: the best of ``samples`` seeded random valid plans.
@@ -16,14 +19,16 @@ from __future__ import annotations
 
 import random
 
-from ..cost.evaluate import latency
-from ..model.layouts import STRATEGIES
+from ..cost.evaluate import evaluate, latency
+from ..model.layouts import STRATEGIES, placement_name
 from ..model.problem import InvalidPlan, Plan, Problem
 from ..space.pairs import BASES, base_plan
 from ..space.plans import draw_plan
 from .base import Solver, SolverError, SolveResult
 
-__all__ = ["Single", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans"]
+__all__ = [
+    "Single", "Offload", "CoEdge", "OutputChannels", "BestUniform", "RandomPlan", "uniform_plans", "offload_plans",
+]
 
 
 def _completed(name: str, problem: Problem, plan: Plan, objective: float | None = None, **extra) -> SolveResult:
@@ -39,6 +44,34 @@ class Single(Solver):
 
     def _solve(self, problem: Problem) -> SolveResult:
         return _completed(self.name, problem, problem.plan({}))
+
+
+def offload_plans(problem: Problem) -> dict[str, Plan]:
+    """One plan per device: every operator whole on it (``host`` for the host), the input and output on the host."""
+    plans = {}
+    for d, device in enumerate(problem.cluster.devices):
+        default = "host" if d == problem.host else placement_name(d)
+        plans[device.name] = problem.plan({}, default=default)
+    return plans
+
+
+class Offload(Solver):
+    """Everything on the single device where it runs fastest, input and output transfers included.
+
+    Devices whose memory the plan fits are preferred; when it fits none, the
+    fastest overall. Ties: the lowest device index. ``extra['device']`` names
+    the chosen device, ``extra['candidates']`` gives each device's latency (s).
+    """
+
+    name = "offload"
+
+    def _solve(self, problem: Problem) -> SolveResult:
+        plans = offload_plans(problem)
+        reports = {name: evaluate(problem, plan) for name, plan in plans.items()}
+        fitting = [name for name, r in reports.items() if r.fits_memory] or list(reports)
+        chosen = min(fitting, key=lambda name: reports[name].latency_s)  # min keeps the first of equal ones
+        costs = {name: r.latency_s for name, r in reports.items()}
+        return _completed(self.name, problem, plans[chosen], costs[chosen], device=chosen, candidates=costs)
 
 
 class CoEdge(Solver):

@@ -53,7 +53,7 @@ class BruteSolver(Solver):
     def __init__(
         self,
         space: str = "full",
-        max_plans: int = 200000,
+        max_plans: int = 1000000,
         base: str = "coedge",
         objective: str = "latency",
         deadline_s: float | None = None,

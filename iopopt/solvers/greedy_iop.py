@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import math
 
+from ..compile.program import compile_plan
 from ..compile.terms import terms
 from ..cost.evaluate import latency
+from ..cost.memory import memory_profile
 from ..model.problem import Plan, Problem
 from ..space.pairs import BASES, Pair, apply_pairs, base_plan, candidate_pairs
 from .base import Solver, SolverError, SolveResult
@@ -48,6 +50,13 @@ class GreedyIop(Solver):
     ----------
     base : {"coedge", "oc"}
         Base plan the pairs are applied to (see :func:`iopopt.space.pairs.base_plan`).
+    memory_aware : bool
+        False (the paper's algorithm): pairs are chosen by latency alone and
+        the plan may exceed a device's memory. True: a base plan that exceeds
+        memory is first repaired by applying, one at a time, the pair that
+        lowers the total excess over the capacities most (until it fits or no
+        pair lowers it), and afterwards a pair is applied only if the plan
+        still fits (a pair that would break a capacity is dropped).
     recompute : bool
         True: after each applied pair, re-evaluate the benefits it may have
         changed and pick the best again (the result is a local optimum: no
@@ -63,14 +72,17 @@ class GreedyIop(Solver):
     whose ``a`` comes first in topological order, then by name. The result
     reports termination ``completed``, no bound, and in ``extra``: ``pairs``
     (applied ``[a, b]`` in order), ``benefits_s``, ``evaluations`` (benefit
-    evaluations), ``candidates``, ``base`` and ``base_latency_s``.
+    evaluations), ``candidates``, ``base`` and ``base_latency_s``; with
+    ``memory_aware``, also ``repair_pairs`` (the pairs applied to make the base
+    fit) and ``rejected_for_memory`` (pairs dropped because they broke a capacity).
     """
 
     name = "greedy_iop"
 
-    def __init__(self, base: str = "coedge", recompute: bool = True):
+    def __init__(self, base: str = "coedge", recompute: bool = True, memory_aware: bool = False):
         self.base = base
         self.recompute = recompute
+        self.memory_aware = memory_aware
 
     def check_settings(self) -> None:
         """Raise :class:`SolverError` naming a bad setting and its valid values."""
@@ -78,13 +90,30 @@ class GreedyIop(Solver):
             raise SolverError(f"{self.name}: unknown base {self.base!r}; valid: {list(BASES)}")
         if not isinstance(self.recompute, bool):
             raise SolverError(f"{self.name}: recompute must be true or false, got {self.recompute!r}")
+        if not isinstance(self.memory_aware, bool):
+            raise SolverError(f"{self.name}: memory_aware must be true or false, got {self.memory_aware!r}")
 
     def _solve(self, problem: Problem) -> SolveResult:
         base = base_plan(problem, self.base)
         base_latency = latency(problem, base)
-        search = _Search(problem, base, candidate_pairs(problem), BENEFIT_RTOL * base_latency)
+        pairs = candidate_pairs(problem)
+        extra: dict = {}
+        repair: list[Pair] = []
+        start, check = base, None
+        if self.memory_aware:
+            repair = _repair(problem, base, pairs)
+            start = apply_pairs(base, repair)
+            extra["repair_pairs"] = [[p.a, p.b] for p in repair]
+            used = {n for p in repair for n in p.nodes}
+            pairs = [p for p in pairs if not used & set(p.nodes)]
+            if _excess(problem, start) == 0:  # from here on, only pairs that keep the plan within memory
+                check = lambda plan: _excess(problem, plan) == 0  # noqa: E731
+        search = _Search(problem, start, pairs, BENEFIT_RTOL * base_latency, check)
         applied, benefits = search.run(self.recompute)
+        applied = repair + applied
         plan = apply_pairs(base, applied)
+        if self.memory_aware:
+            extra["rejected_for_memory"] = [[p.a, p.b] for p in search.rejected]
         if plan != Plan(search.current):  # pragma: no cover - internal consistency
             raise SolverError(f"{self.name}: incremental plan differs from apply_pairs; please report")
         return SolveResult(
@@ -100,14 +129,46 @@ class GreedyIop(Solver):
                 "pairs": [[p.a, p.b] for p in applied],
                 "benefits_s": benefits,
                 "evaluations": search.evaluations,
+                **extra,
             },
         )
+
+
+def _excess(problem: Problem, plan: Plan) -> int:
+    """Bytes by which the plan's peaks exceed the devices' capacities, summed over the devices."""
+    weights, peaks, _ = memory_profile(compile_plan(problem, plan, validate=False))
+    total = 0.0
+    for d, dev in enumerate(problem.cluster.devices):
+        total += max(0.0, weights[d] + peaks[d] - dev.memory_bytes)
+    return math.ceil(total)
+
+
+def _repair(problem: Problem, base: Plan, pairs: list[Pair]) -> list[Pair]:
+    """Pairs that bring ``base`` within memory: each step the one that lowers the excess most (ties: latency)."""
+    plan, chosen = base, []
+    excess = _excess(problem, plan)
+    free = list(pairs)
+    while excess > 0 and free:
+        best = None
+        for p in free:
+            trial = apply_pairs(plan, [p])
+            score = (_excess(problem, trial), latency(problem, trial))
+            if score[0] < excess and (best is None or score < best[0]):
+                best = (score, p, trial)
+        if best is None:
+            break
+        (excess, _), pair, plan = best
+        chosen.append(pair)
+        free = [q for q in free if not set(q.nodes) & set(pair.nodes)]
+    return chosen
 
 
 class _Search:
     """Incremental state of one greedy run: the current plan and each pair's local terms."""
 
-    def __init__(self, problem: Problem, base: Plan, pairs: list[Pair], tol_s: float):
+    def __init__(self, problem: Problem, base: Plan, pairs: list[Pair], tol_s: float, check=None):
+        self.check = check  # plan -> bool: whether a pair may be applied (None: any pair)
+        self.rejected: list[Pair] = []
         self.tables = terms(problem)
         self.graph = problem.graph
         self.pairs = pairs
@@ -184,6 +245,10 @@ class _Search:
                     alive.discard(j)
                     continue
             pair = self.pairs[j]
+            if self.check is not None and not self.check(Plan({**self.current, **self._changes[j]})):
+                self.rejected.append(pair)
+                alive.discard(j)
+                continue
             self.current.update(self._changes[j])
             applied.append(pair)
             gains.append(gain)

@@ -97,7 +97,7 @@ def draw_plan(problem, rng: random.Random) -> Plan:
     """
     out: dict[str, str] = {}
     for op in problem.graph:
-        options = [s for s in strategies_for(op) if all(edge_feasible(out[src], s) for src in op.inputs)]
+        options = [s for s in problem.strategies(op.name) if all(edge_feasible(out[src], s) for src in op.inputs)]
         out[op.name] = rng.choice(options)
     return Plan(out)
 

@@ -51,10 +51,11 @@ def _cbc_dies_with_parent(pulp) -> None:
         coin_api.subprocess = _SubprocessDyingWithParent(sub)
 
 
-def make_backend(pulp, s, tmp: Path):
+def make_backend(pulp, s, tmp: Path, warm_start: bool = False):
     _cbc_dies_with_parent(pulp)
     common = dict(msg=bool(s.msg), timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
     if s.backend in ("PULP_CBC_CMD", "COIN_CMD"):
+        common["warmStart"] = warm_start  # the variables' initial values (Model.warm_start) as CBC's first incumbent
         common["msg"] = False  # the log goes to a file, parsed for the bound and printed when msg is set
         with warnings.catch_warnings():
             # PuLP 3.3 announces PULP_CBC_CMD's removal in 4.0; the bundled CBC is what we have today

@@ -56,6 +56,27 @@ class Model:
             out["candidate_pairs"] = len(self.pairs)
         return out
 
+    def warm_start(self, plan: Plan) -> bool:
+        """Give the backend ``plan`` as a starting solution (False when it is outside the model's domains).
+
+        In the ``pairs`` space the start is the base plan (no pair chosen).
+        """
+        if self.base is not None:
+            for z in self.z:
+                z.setInitialValue(0)
+            return True
+        if any(plan[n] not in dom for n, dom in self.domains.items()):
+            return False
+        for n, xs in self.x.items():
+            for s, (terms, _) in xs.items():
+                for var, _coef in terms:
+                    var.setInitialValue(1 if s == plan[n] else 0)
+        for (u, v, _), ye in self.y.items():
+            for (s, q), (terms, _) in ye.items():
+                if len(terms) == 1 and terms[0][0].name.startswith("y_"):
+                    terms[0][0].setInitialValue(1 if (s, q) == (plan[u], plan[v]) else 0)
+        return True
+
     def extract(self) -> Plan | None:
         if self.base is not None:
             if any(v.varValue is None for v in self.z):

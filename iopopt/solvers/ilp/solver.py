@@ -35,6 +35,7 @@ lower bound (seconds, joules or bytes).
 
 from __future__ import annotations
 
+import gc
 import time
 
 from ..._lifecycle import private_temp_dir, remove_stale_temp_dirs
@@ -147,7 +148,15 @@ class IlpSolver(Solver):
         check_backend(pulp, self.backend)
         t0 = time.perf_counter()
         budgets = self.budgets()
-        model = build(pulp, problem, self.space, self.base, self.memory, self.objective, budgets)
+        # the cost-term tables and the model are millions of small, long-lived objects: the collector's
+        # passes over them are wasted work, so it is paused while they are built
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            model = build(pulp, problem, self.space, self.base, self.memory, self.objective, budgets)
+        finally:
+            if collecting:
+                gc.enable()
         extra = {
             "space": self.space,
             "backend": self.backend,
@@ -168,9 +177,12 @@ class IlpSolver(Solver):
         if below is not None:  # proven without the backend: a budget below a lower bound on its quantity
             return infeasible(below)
 
+        # a first incumbent (the all-host plan; the base plan in the pairs space), so that a time-limited
+        # solve of a big model still returns a plan; the backend drops it where it breaks a memory row
+        warm = model.warm_start(problem.plan({}))
         remove_stale_temp_dirs((_TMP_PREFIX,))  # left by solves whose process was killed
         with private_temp_dir(_TMP_PREFIX) as tmp:
-            backend = make_backend(pulp, self, tmp)
+            backend = make_backend(pulp, self, tmp, warm_start=warm)
             t1 = time.perf_counter()
             try:
                 with quiet_stdout(not self.msg and self.backend == "HiGHS"):
