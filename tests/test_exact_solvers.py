@@ -324,7 +324,8 @@ def test_time_limited_solve_keeps_incumbent_and_bound():
     flops = [1e7, 2e7, 1e7, 3e7, 1e7, 2e7]
     devices = tuple(Device(f"d{i}", f) for i, f in enumerate(flops))
     problem = Problem(graph, Cluster(devices), SwitchedNetwork(1e8, 1e-5))
-    result = IlpSolver(time_limit_s=2).solve(problem)
+    # CBC needs several seconds to prove this one; within 0.5 s it holds the warm start (the all-host plan) or better
+    result = IlpSolver(time_limit_s=0.5).solve(problem)
     assert result.termination == "time_limit", result.extra
     assert result.plan is not None and result.extra["stopped_by_limit"]
     assert _close(result.objective, evaluate(problem, result.plan).latency_s)
