@@ -24,7 +24,7 @@ from iopopt.network import SharedNetwork, SwitchedNetwork
 from iopopt.solvers import SolverError, make_solver
 from iopopt.solvers.exact import BruteSolver, DpSolver
 from iopopt.solvers.ilp import IlpSolver
-from iopopt.solvers.testing import SolverContract, space_size
+from iopopt.solvers.testing import CASE_IDS, SolverContract, space_size
 from iopopt.space.plans import build_plan
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,6 +247,19 @@ class TestIlpEnergy(SolverContract):
 
 
 class TestIlpPeakMemory(SolverContract):
+    # dag-k4-switched takes CBC about 2 min to prove in the space with placements (4 devices, symmetric
+    # min-max): it runs in the slow class below
+    contract_ids = CASE_IDS[:-1]
+
+    @pytest.fixture
+    def solver(self):
+        return IlpSolver(objective="peak_memory")
+
+
+@pytest.mark.slow
+class TestIlpPeakMemoryFourDevices(SolverContract):
+    contract_ids = CASE_IDS[-1:]
+
     @pytest.fixture
     def solver(self):
         return IlpSolver(objective="peak_memory")
