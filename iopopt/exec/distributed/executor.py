@@ -128,6 +128,10 @@ class DistributedExecutor:
         machine it made no measurable difference.
     fault : Fault, optional
         Deliberate failure (tests).
+    rank_setup, send_delay : optional
+        Hooks of the emulated testbed (:mod:`iopopt.exec.testbed`): a picklable
+        ``rank_setup(rank)`` run first in every spawned rank, and an object
+        whose ``before_send(src, dst)`` runs before every message.
     """
 
     def __init__(
@@ -148,6 +152,8 @@ class DistributedExecutor:
         step_barrier: bool = False,
         prepost: bool = False,
         fault: Fault | None = None,
+        rank_setup=None,
+        send_delay=None,
     ):
         if rank is None:
             rank = _env_int("RANK")
@@ -172,6 +178,8 @@ class DistributedExecutor:
         self.step_barrier = step_barrier
         self.prepost = prepost
         self.fault = fault
+        self.rank_setup = rank_setup  # runs first in each spawned rank (the testbed's placement)
+        self.send_delay = send_delay  # before_send(src, dst) before each message (the testbed's latency)
         if rank is not None and (world_size is None or master_port is None):
             raise ValueError(
                 "DistributedExecutor: a single-rank run needs world_size and master_port "
@@ -194,6 +202,7 @@ class DistributedExecutor:
             fault=self.fault,
             ifname=_resolve_ifname(self.ifname, self.master_addr),
             prepost=bool(self.prepost),
+            send_delay=self.send_delay,
         )
 
     def run(self, program: Program, module: nn.Module, x: Tensor | None = None, seed: int = 0) -> DistributedTrace:
@@ -240,6 +249,7 @@ class DistributedExecutor:
                 master_addr=self.master_addr,
                 master_port=self.master_port,
                 ifname=settings.ifname,
+                rank_setup=self.rank_setup,
             )
             traces = []
             for n, rj in enumerate(rank_jobs):

@@ -92,15 +92,10 @@ class _RankRunner:
         dist, r = self.dist, self.rank
         works, keep = [], []
         got: dict[int, Tensor] = {}
+        # receives first: gloo queues a "ready to receive" notice behind bulk data already queued on the
+        # same pair, so sends posted first make a two-way exchange half duplex
         for j, t in enumerate(phase):
-            if t.src == r:
-                piece = read(t).contiguous()
-                keep.append(piece)
-                works.append(dist.isend(piece, t.dst, tag=base + j))
-                self.bytes_sent += piece.numel() * self.job.dtype_bytes
-                self.wire_bytes += piece.numel() * piece.element_size()
-                self.sent += 1
-            elif t.dst == r:
+            if t.dst == r and t.src != r:
                 posted = self._posted.pop(base + j, None)
                 if posted is None:
                     buf = torch.empty(dense_shape(shape, t.region), dtype=self.dtype)
@@ -108,6 +103,17 @@ class _RankRunner:
                 works.append(posted[0])
                 got[j] = posted[1]
                 self.received += 1
+        delay = self.s.send_delay
+        for j, t in enumerate(phase):
+            if t.src == r:
+                piece = read(t).contiguous()
+                keep.append(piece)
+                if delay is not None:
+                    delay.before_send(r, t.dst)  # type: ignore[attr-defined]  # the testbed's MessageLatency
+                works.append(dist.isend(piece, t.dst, tag=base + j))
+                self.bytes_sent += piece.numel() * self.job.dtype_bytes
+                self.wire_bytes += piece.numel() * piece.element_size()
+                self.sent += 1
         for w in works:
             w.wait()
         return got
@@ -264,6 +270,34 @@ def _inject(fault: Fault) -> None:
         time.sleep(3600)
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover  (not Linux)
+        return None
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset this process's resident-set peak (Linux ``clear_refs`` 5); the resident set now, or None."""
+    import gc
+
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _status_kib("VmRSS")
+
+
+def _peak_rss() -> int | None:
+    return _status_kib("VmHWM")
+
+
 def _run_jobs_on_rank(rank: int, world: int, jobs: Sequence[_RankJob], settings: _Settings, where: _Where):
     """Run every job on this (initialised) rank; returns [(RankStats, output or None)] per job."""
     import torch.distributed as dist
@@ -282,7 +316,14 @@ def _run_jobs_on_rank(rank: int, world: int, jobs: Sequence[_RankJob], settings:
             runner = _RankRunner(rank, job, settings, where, n)
             x = job.x if rank == job.host else None
             job.x = None
+            rss0 = _reset_peak_rss()
             stats, output = runner.run(x)
+            peak = _peak_rss()
+            if rss0 is not None and peak is not None:
+                elem = torch.empty((), dtype=settings.dtype).element_size()
+                shard_bytes = runner.weight_bytes // job.dtype_bytes * elem
+                stats.peak_rss_bytes = peak
+                stats.peak_memory_bytes = max(0, peak - rss0) + shard_bytes
             out.append((stats, output))
             del runner
     return out
