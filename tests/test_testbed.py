@@ -213,3 +213,53 @@ def test_launch_places_a_rank_in_its_cgroup():
 
 def _own_cgroup_and_netns(rank, world, where):
     return _sys.read("/proc/self/cgroup"), os.stat("/proc/self/ns/net").st_ino
+
+
+# -- the app: executor=testbed ----------------------------------------------------------------------
+
+_PROFILE = """name: profiled_local
+host: 0
+split: proportional
+devices:
+  - name: r0
+    flops_per_s: 2.0e+10
+    op_overhead_s: 1.0e-05
+"""
+
+
+def _app(tmp_path, *overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from iopopt.app.context import JobContext
+    from iopopt.app.jobs import run
+    from iopopt.solvers import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return run(cfg, JobContext(output_dir=tmp_path, choices={}))
+
+
+def test_app_refuses_an_unknown_executor_in_one_line(tmp_path):
+    from iopopt.app.configs import ConfigError
+
+    with pytest.raises(ConfigError, match="executor must be null or one of distributed, testbed, got 'board'"):
+        _app(tmp_path, "model=tiny_chain", "executor=board")
+
+
+@needs_testbed
+def test_app_measures_the_plan_on_the_testbed_beside_the_prediction(tmp_path):
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "cluster.yaml").write_text(_PROFILE)
+    rec = _app(tmp_path, "model=tiny_chain", "cluster=rpi4_x2", "network=wifi_100mbps", "solver=coedge",
+               "executor=testbed", f"testbed.profile={prof}", "testbed.repeats=2")
+    m = rec["measured"]
+    assert m["executor"] == "testbed" and m["output_ok"], m
+    assert len(m["per_rank"]) == 2 and m["latency_s"] > 0 and m["predicted"]["latency_s"] > 0
+    assert m["bytes_sent"] == rec["bytes_sent"]  # measured from the tensors sent: the model's figure
+    assert all(r["peak_memory_bytes"] >= r["weights_bytes"] for r in m["per_rank"])
+    setup = m["setup"]
+    assert setup["cpu_scale"] == 1.0 and setup["network"]["topology"] == "shared"
+    assert [r["fraction"] for r in setup["cpu"]["ranks"]] == pytest.approx([8e9 / 2e10] * 2)

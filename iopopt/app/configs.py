@@ -75,6 +75,8 @@ TOP_LEVEL_KEYS = frozenset(
         "plan_from",
         "pareto",
         "robustness",
+        "executor",
+        "testbed",
     }
 )
 STUDIES = ("single", "grid", "gap", "fidelity", "pareto", "robustness")

@@ -146,6 +146,7 @@ class _RankRunner:
         fault = self.s.fault
         if fault is not None and not (fault.rank == r and fault.job == self.job_index and inference == 0):
             fault = None
+        slow = None if self.s.compute_dilation is None else self.s.compute_dilation[r]
         self.where.text = f"job {self.job_index}, inference {inference}: start barrier"
         dist.barrier()
         t_start = time.perf_counter()
@@ -164,6 +165,7 @@ class _RankRunner:
                 self._prepost(p + 1)
             bufs = [self._assemble(p, i, res, src, stores) for i, (res, src) in enumerate(zip(step.inputs, op.inputs))]
             t1 = time.perf_counter()
+            c1 = time.thread_time()
             out = None
             if op.kind == "input":
                 if r == job.host:
@@ -192,6 +194,8 @@ class _RankRunner:
                         extra=self.extra.get(p),
                         dtype=self.dtype,
                     )
+            if slow is not None:  # the testbed: the kernel takes as long as on the rank's device
+                _dilate(time.thread_time() - c1, time.perf_counter() - t1, slow)
             t2 = time.perf_counter()
             t3 = t2
             if self.s.step_barrier:
@@ -259,6 +263,13 @@ class _Gloo:
 
     def exchange(self, phase, transfers, read) -> dict[int, Tensor | None]:
         return self.runner._exchange(transfers, self.bases[phase], self.shape, read)
+
+
+def _dilate(cpu_s: float, wall_s: float, factor: float) -> None:
+    """Sleep so that work of ``cpu_s`` CPU seconds, which took ``wall_s`` so far, lasts ``factor × cpu_s``."""
+    left = cpu_s * factor - max(wall_s, cpu_s)
+    if left > 0:
+        time.sleep(left)
 
 
 def _inject(fault: Fault) -> None:

@@ -195,6 +195,9 @@ class _Settings:
     prepost: bool = False
     #: ``before_send(src, dst)`` called before every message (the testbed's emulated latency), or None
     send_delay: object | None = None
+    #: per rank, how many times slower its device computes than this machine's core (the testbed's time
+    #: dilation: a step's CPU time is measured and the rank sleeps the difference), or None
+    compute_dilation: tuple[float, ...] | None = None
 
 
 class _Where:

@@ -78,6 +78,19 @@ class TestbedSpec:
     goodput of the medium (shared) or of every link (switched), None for no
     shaping; ``latency_s``: per-message latency, emulated in the application
     (:mod:`.latency`).
+
+    ``cpu_mode`` says how a rank is made as slow as its device:
+
+    * ``quota``: a CFS quota of ``fraction`` of a core. Exact on average, but
+      the kernel throttles in whole periods (at least 1 ms of quota, so a
+      period of 21 ms for 1/21 of a core): a rank that used its quota waits
+      for the next period even to answer a message, and on a plan of many
+      short steps these waits add up (alexnet on 4 RPi-class ranks: 0.67 s
+      measured where compute and messages account for 0.2 s).
+    * ``dilate`` (default): time dilation, EMULATED in the rank: it measures
+      the CPU time of its own work in every step (``time.thread_time``, one
+      torch thread) and sleeps until that work has taken ``1 / fraction``
+      times as long; a CFS quota of one core per rank stays as a cap.
     """
 
     k: int
@@ -85,10 +98,26 @@ class TestbedSpec:
     topology: str = "shared"
     bandwidth_bytes_per_s: float | None = None
     latency_s: float = 0.0
+    cpu_mode: str = "dilate"
 
     def __post_init__(self):
         if len(self.cpu_fractions) != self.k:
             raise ValueError(f"TestbedSpec: {len(self.cpu_fractions)} CPU fractions for {self.k} ranks")
+        if self.cpu_mode not in ("quota", "dilate"):
+            raise ValueError(f"TestbedSpec: cpu_mode must be quota or dilate, got {self.cpu_mode!r}")
+
+    def quota(self, rank: int) -> float | None:
+        """The CFS quota of ``rank`` in cores (None: unlimited)."""
+        f = self.cpu_fractions[rank]
+        if f is None:
+            return None
+        return f if self.cpu_mode == "quota" else 1.0
+
+    def dilation(self) -> tuple[float, ...] | None:
+        """Per rank, the factor its CPU work is stretched by (``dilate`` mode), else None."""
+        if self.cpu_mode != "dilate" or all(f is None for f in self.cpu_fractions):
+            return None
+        return tuple(1.0 if f is None else 1.0 / f for f in self.cpu_fractions)
 
 
 @dataclass(frozen=True)
@@ -150,7 +179,8 @@ class Testbed:
         os.close(r)
         ns_group = os.path.join(self.cgroup_root, "netns")
         os.makedirs(ns_group)
-        for i, frac in enumerate(self.spec.cpu_fractions):
+        for i in range(self.spec.k):
+            frac = self.spec.quota(i)
             d = os.path.join(self.cgroup_root, f"rank{i}")
             os.makedirs(d)
             _sys.write(os.path.join(d, "cpu.cfs_quota_us"), -1)  # first, so a period change never conflicts
@@ -179,16 +209,21 @@ class Testbed:
 
     def describe(self) -> dict:
         """How ranks are limited and links shaped (for results)."""
-        quotas = []
-        for f in self.spec.cpu_fractions:
-            if f is None:
-                quotas.append(None)
-            else:
-                period, quota = cpu_period(f)
-                quotas.append({"fraction": f, "period_us": period, "quota_us": quota})
+        ranks = []
+        for i, f in enumerate(self.spec.cpu_fractions):
+            q = self.spec.quota(i)
+            row: dict = {"fraction": f}
+            if q is not None:
+                period, quota = cpu_period(q)
+                row.update(period_us=period, quota_us=quota)
+            ranks.append(row)
+        mech = (f"cgroup-v1 CFS quota of the fraction per rank, cpu.shares={SHARES}, 1 torch thread"
+                if self.spec.cpu_mode == "quota" else
+                "EMULATED time dilation: each step's CPU time on the rank (thread_time, 1 torch thread) is "
+                f"stretched to CPU time / fraction by sleeping; CFS quota of 1 core per rank as a cap, "
+                f"cpu.shares={SHARES}")
         return {
-            "cpu": {"mechanism": f"cgroup-v1 CFS quota per rank, cpu.shares={SHARES}, 1 torch thread",
-                    "ranks": quotas},
+            "cpu": {"mode": self.spec.cpu_mode, "mechanism": mech, "ranks": ranks},
             "network": {
                 "topology": self.spec.topology,
                 "mechanism": ("tc tbf on lo of one private namespace (one shared bucket)" if self.spec.topology ==

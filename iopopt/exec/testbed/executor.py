@@ -45,6 +45,6 @@ class TestbedExecutor:
             assert bed.topology is not None
             ex = DistributedExecutor(self.spec.k, threads=1, master_addr=bed.master_addr,
                                      ifname=bed.topology.ifname, rank_setup=bed.placement(), send_delay=delay,
-                                     **self.options)
+                                     compute_dilation=self.spec.dilation(), **self.options)
             self.description = bed.describe()
             return ex.run_many(jobs, seed=seed)
