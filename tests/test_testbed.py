@@ -263,3 +263,33 @@ def test_app_measures_the_plan_on_the_testbed_beside_the_prediction(tmp_path):
     setup = m["setup"]
     assert setup["cpu_scale"] == 1.0 and setup["network"]["topology"] == "shared"
     assert [r["fraction"] for r in setup["cpu"]["ranks"]] == pytest.approx([8e9 / 2e10] * 2)
+
+
+def test_study_summary_judges_groups_by_their_spread_and_counts_repeatability():
+    from iopopt.studies.testbed_study import summarize
+
+    def row(model, plan, meas, pred, again):
+        return {"model": model, "cluster": "c", "network": "n", "plan": plan, "measured_s": meas,
+                "predicted_s": pred, "measured_again_s": [again]}
+
+    rows = [row("a", "p0", 1.0, 1.1, 1.05), row("a", "p1", 2.0, 1.9, 2.5), row("a", "p2", 3.0, 3.3, 3.0),
+            row("b", "p0", 1.0, 2.0, 1.0), row("b", "p1", 1.1, 1.0, 1.1), row("b", "p2", 1.2, 3.0, 1.2)]
+    s = summarize(rows)
+    a, b = s["groups"]
+    assert a["judged"] and a["spearman"] == pytest.approx(1.0) and a["mdape"] == pytest.approx(0.1)
+    assert not b["judged"] and b["meets_0.8"] is None  # spread 1.2 < 1.3
+    assert s["groups_judged"] == 1 and s["groups_meeting_0.8"] == 1
+    assert s["repeatability"]["median_abs_diff"] == pytest.approx(0.0) and s["repeatability"]["within_10pct"] == 5
+
+
+def test_the_testbed_experiments_compose():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from iopopt.app.configs import check_top_level
+    from iopopt.solvers import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="config", overrides=["experiment=paper_measured"])
+    assert check_top_level(cfg)["study"] == "paper_measured" and cfg.executor == "testbed"

@@ -1,0 +1,55 @@
+"""Run the testbed studies (long: start them in the background, nice'd) into outputs/reference/.
+
+    nice -n 5 .venv/bin/python scripts/testbed_studies.py paper            # outputs/reference/paper_measured/
+    nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity         # outputs/reference/fidelity/
+    nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity --all   # every model x cluster x network
+    .venv/bin/python scripts/testbed_studies.py paper --summary-only      # summary.json of what points.jsonl has
+
+Needs root (the testbed) and an `iopopt profile` (outputs/profile/latest): CPU fractions are relative to its
+core. `fidelity` without --all measures a balanced quarter of the grid (every model, every cluster and every
+network appear; each model meets 6 of the 24 cluster x network pairs, together all 24), which takes
+about half an hour on 2 cores. Each study appends to points.jsonl and resumes from it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from iopopt.app.configs import build_cluster
+from iopopt.app.testbed_studies import fidelity_configs, paper_configs
+from iopopt.studies.testbed_study import run_fidelity, run_paper
+
+REF = Path("outputs/reference")
+MODELS = ("alexnet", "synthetic", "resnet18", "mobilenet_v2")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    core = build_cluster({"profile": "latest"}).devices[0]
+    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv}
+    if argv and argv[0] == "paper":
+        s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=("single", "coedge", "greedy_iop"),
+                      **opts)
+        _log(f"paper_measured: {len(s['instances'])} instances")
+        return 0
+    configs = fidelity_configs(MODELS)
+    if "--all" not in argv:
+        pairs = sorted({(c.cluster_name, c.network_name) for c in configs})
+        # pair j = (cluster j // 4, network j % 4) goes to model (j % 4 + j // 4) % 4: a Latin square
+        keep = {(MODELS[(j % 4 + j // 4) % 4], p) for j, p in enumerate(pairs)}
+        by_model = [[c for c in configs if c.model == m and (m, (c.cluster_name, c.network_name)) in keep]
+                    for m in MODELS]
+        configs = [c for row in zip(*by_model) for c in row]  # interleaved: a partial run covers every model
+    s = run_fidelity(configs, REF / "fidelity", core, _log, solvers=("single", "coedge", "oc", "greedy_iop", "ilp"),
+                     randoms=2, ilp_time_s=20, **opts)
+    _log(f"fidelity: {s['n']} plans, spearman {s['model']['spearman']:.3f}, mdape {s['model']['mdape']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
