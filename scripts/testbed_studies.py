@@ -62,6 +62,8 @@ def calibrate_overhead(out: Path, core) -> dict:
     o = statistics.median(singles)
     for r in rows:
         r["calibrated_s"] = r["predicted_s"] + steps[r["model"]] * o / host_f[r["cluster"]]
+    with open(out / "points_calibrated.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     cal = summarize(rows, "calibrated_s")
     summary["model_calibrated"] = {"per_step_overhead_s_at_host_speed": o, "fitted_on_single_plans": len(singles),
@@ -70,6 +72,48 @@ def calibrate_overhead(out: Path, core) -> dict:
                                               for g in cal["groups"]]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary["model_calibrated"]
+
+
+def plot(out: Path) -> Path:
+    """measured vs predicted (and calibrated), log-log, one colour per model, y = x: out/fidelity.png."""
+    import json
+
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    src = out / "points_calibrated.jsonl"
+    rows = [json.loads(x) for x in (src if src.exists() else out / "points.jsonl").read_text().splitlines() if x]
+    cal = json.loads((out / "summary.json").read_text()).get("model_calibrated")
+    fig, axes = plt.subplots(1, 2 if cal else 1, figsize=(11 if cal else 6, 5), squeeze=False)
+    models = sorted({r["model"] for r in rows})
+    for ax, (title, key) in zip(axes[0], [("cost model (emulated devices)", "predicted_s"),
+                                          ("with the calibrated per-step overhead", "calibrated_s")]):
+        lo, hi = 1e9, 0.0
+        for i, m in enumerate(models):
+            rs = [r for r in rows if r["model"] == m and key in r]
+            if key == "calibrated_s" and not rs:
+                continue
+            xs = [r[key] * 1e3 for r in rs]
+            ys = [r["measured_s"] * 1e3 for r in rs]
+            ax.scatter(xs, ys, s=14, label=m, color=f"C{i}")
+            lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="measured = predicted")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("predicted latency (ms)")
+        ax.set_ylabel("measured on the testbed (ms)")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "fidelity.png"
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def main(argv: list[str]) -> int:
@@ -92,6 +136,7 @@ def main(argv: list[str]) -> int:
                      randoms=2, ilp_time_s=20, **opts)
     _log(f"fidelity: {s['n']} plans, spearman {s['model']['spearman']:.3f}, mdape {s['model']['mdape']:.3f}")
     cal = calibrate_overhead(REF / "fidelity", core)
+    plot(REF / "fidelity")
     _log(f"calibrated per-step overhead {cal['per_step_overhead_s_at_host_speed'] * 1e6:.0f} us at host speed: "
          f"spearman {cal['spearman']:.3f}, mdape {cal['mdape']:.3f}")
     return 0
