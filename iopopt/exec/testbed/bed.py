@@ -88,9 +88,10 @@ class TestbedSpec:
       short steps these waits add up (alexnet on 4 RPi-class ranks: 0.67 s
       measured where compute and messages account for 0.2 s).
     * ``dilate`` (default): time dilation, EMULATED in the rank: it measures
-      the CPU time of its own work in every step (``time.thread_time``, one
-      torch thread) and sleeps until that work has taken ``1 / fraction``
-      times as long; a CFS quota of one core per rank stays as a cap.
+      the CPU time of every kernel (``time.thread_time``, one torch thread)
+      and sleeps until the kernel has taken ``1 / fraction`` times as long
+      (message handling and buffer assembly run at this machine's speed); a
+      CFS quota of one core per rank stays as a cap.
     """
 
     k: int
@@ -219,8 +220,9 @@ class Testbed:
             ranks.append(row)
         mech = (f"cgroup-v1 CFS quota of the fraction per rank, cpu.shares={SHARES}, 1 torch thread"
                 if self.spec.cpu_mode == "quota" else
-                "EMULATED time dilation: each step's CPU time on the rank (thread_time, 1 torch thread) is "
-                f"stretched to CPU time / fraction by sleeping; CFS quota of 1 core per rank as a cap, "
+                "EMULATED time dilation: each kernel's CPU time on the rank (thread_time, 1 torch thread) is "
+                f"stretched to CPU time / fraction by sleeping (the rest of a step, messages and buffer "
+                f"assembly, runs at this machine's speed); CFS quota of 1 core per rank as a cap, "
                 f"cpu.shares={SHARES}")
         return {
             "cpu": {"mode": self.spec.cpu_mode, "mechanism": mech, "ranks": ranks},
