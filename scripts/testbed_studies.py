@@ -132,6 +132,8 @@ def main(argv: list[str]) -> int:
         by_model = [[c for c in configs if c.model == m and (m, (c.cluster_name, c.network_name)) in keep]
                     for m in MODELS]
         configs = [c for row in zip(*by_model) for c in row]  # interleaved: a partial run covers every model
+        if "--k4-first" in argv:  # what a partial run was missing: 4 devices, then the slow 10 Mbit/s ones last
+            configs.sort(key=lambda c: (c.network_name == "wifi_10mbps", -c.cluster.k))
     s = run_fidelity(configs, REF / "fidelity", core, _log, solvers=("single", "coedge", "oc", "greedy_iop", "ilp"),
                      randoms=2, ilp_time_s=20, **opts)
     _log(f"fidelity: {s['n']} plans, spearman {s['model']['spearman']:.3f}, mdape {s['model']['mdape']:.3f}")

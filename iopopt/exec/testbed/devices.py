@@ -28,7 +28,7 @@ def cpu_fractions(cluster: Cluster, core: Device, cores: float | None = None) ->
     >>> cpu_fractions(Cluster((Device("a", 2e9), Device("b", 1e9))), Device("core", 1e10), cores=2)
     ((0.2, 0.1), 1.0)
     >>> cpu_fractions(Cluster((Device("a", 2e10), Device("b", 2e10))), Device("core", 1e10), cores=2)
-    ((0.5, 0.5), 0.25)
+    ((1.0, 1.0), 0.5)
     """
     cores = float(cores if cores is not None else (os.cpu_count() or 1))
     raw = [d.flops_per_s / core.flops_per_s for d in cluster.devices]
