@@ -163,7 +163,8 @@ def test_a_rank_killed_or_hanging_ends_the_run_with_one_error_and_nothing_left(k
 
 
 _CHILD = textwrap.dedent("""
-    import json, sys
+    import json, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore SIGINT
     from iopopt.exec.distributed import launch
     from iopopt.exec.testbed import Testbed, TestbedSpec
     from iopopt.exec.testbed.selfcheck import _transfer
