@@ -144,8 +144,8 @@ def test_every_experiment_composes_with_a_sweep(name):
     assert first == "# @package _global_"
     cfg = compose_cfg(f"experiment={name}", hydra_cfg=True)
     params = cfg.hydra.sweeper.params
-    if name == "fidelity":  # one job that measures every plan itself (processes per cluster size)
-        assert cfg.study == "fidelity" and set(cfg.fidelity.solvers) <= set(options("solver"))
+    if name in ("fidelity", "paper_measured"):  # one job that measures every plan itself
+        assert cfg.study == name and set(cfg.fidelity.solvers) <= set(options("solver"))
         configs.check_top_level(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
         return
     if cfg.study == "grid":  # one job over every combination it lists

@@ -78,9 +78,11 @@ TOP_LEVEL_KEYS = frozenset(
         "resume",
         "pareto",
         "robustness",
+        "executor",
+        "testbed",
     }
 )
-STUDIES = ("single", "grid", "gap", "fidelity", "pareto", "robustness")
+STUDIES = ("single", "grid", "gap", "fidelity", "pareto", "robustness", "paper_measured")
 #: Allowed keys of a model config, per ``source``.
 MODEL_KEYS = {
     "zoo": frozenset({"source", "name", "input_shape", "seed", "num_classes"}),

@@ -118,11 +118,13 @@ def solve_instance(
     module=None,
     verify: bool = False,
     save_per_op: bool = True,
+    measure=None,
 ) -> dict:
     """Solve, cost and optionally verify one problem; always returns a record (errors included).
 
     The plan is compiled once (by :meth:`~iopopt.solvers.base.Solver.solve`);
     the cost report, the timeline and verification all read that Program.
+    ``measure(problem, program, module)`` (``executor=``) adds the ``measured`` object.
     """
     from ..compile.program import compile_plan
     from ..cost.evaluate import evaluate_program
@@ -143,6 +145,8 @@ def solve_instance(
         rec = solved_record(names, problem, result, report, per_op=per_op)
         if verify and program is not None:
             rec["verify"] = _verify(problem, program, module)
+        if measure is not None and program is not None:
+            rec["measured"] = measure(problem, program, module)
         return rec
     except Exception as exc:
         log.debug("%s on %s", names.get("solver"), names.get("instance"), exc_info=True)
@@ -193,15 +197,23 @@ def _one(spec: ModelSpec, base: dict, cfg, cluster, network, solver, settings, s
     from ..model.problem import Problem
 
     names = dict(base, model=spec.name, instance=instance_key(spec, cfg.cluster, cfg.network, settings["dtype_bytes"]))
+    executor = settings.get("executor")
+    measure = None
+    if executor:
+        from functools import partial
+
+        from .measure import measure as run_measure
+
+        measure = partial(run_measure, executor, settings)
     try:
-        module, graph = load_graph(spec, settings["dtype_bytes"], weights=settings["verify"])
+        module, graph = load_graph(spec, settings["dtype_bytes"], weights=settings["verify"] or bool(executor))
         problem = Problem(graph, cluster, network, name=names["instance"])
     except ConfigError:
         raise
     except Exception as exc:  # e.g. UnsupportedOperator while tracing
         log.debug("building %s failed", spec.name, exc_info=True)
         return error_record(names, exc)
-    return solve_instance(names, problem, solver, module, settings["verify"], save_per_op)
+    return solve_instance(names, problem, solver, module, settings["verify"], save_per_op, measure)
 
 
 def job_settings(cfg, ctx: JobContext) -> dict:
@@ -209,6 +221,9 @@ def job_settings(cfg, ctx: JobContext) -> dict:
     settings = check_top_level(cfg)
     settings.setdefault("dtype_bytes", 4)
     settings.setdefault("verify", False)
+    from .measure import check_executor
+
+    settings["executor"] = check_executor(settings)
     _set_threads(settings.get("threads", "auto"), ctx)
     return settings
 

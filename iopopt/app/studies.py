@@ -43,6 +43,10 @@ _PROGRESS_EVERY_S = 5.0
 
 def run_study(study: str, cfg, settings: dict, ctx: JobContext, started: float) -> dict:
     """Run a study job (``grid``, ``gap`` or ``fidelity``); returns the summary written to ``result.json``."""
+    if study == "paper_measured" or (study == "fidelity" and settings.get("executor") == "testbed"):
+        from .testbed_studies import run_testbed_study
+
+        return run_testbed_study(study, cfg, settings, ctx, started)
     if study == "fidelity":
         return _run_fidelity(cfg, ctx, started)
     if study == "grid":

@@ -130,6 +130,11 @@ class DistributedExecutor:
         machine it made no measurable difference.
     fault : Fault, optional
         Deliberate failure (tests).
+    rank_setup, send_delay, compute_dilation : optional
+        Hooks of the emulated testbed (:mod:`iopopt.exec.testbed`): a picklable
+        ``rank_setup(rank)`` run first in every spawned rank, an object
+        whose ``before_send(src, dst)`` runs before every message, and per
+        rank a factor by which its own CPU work of each step is stretched.
     """
 
     def __init__(
@@ -150,6 +155,9 @@ class DistributedExecutor:
         step_barrier: bool = False,
         prepost: bool = False,
         fault: Fault | None = None,
+        rank_setup=None,
+        send_delay=None,
+        compute_dilation=None,
     ):
         if rank is None:
             rank = _env_int("RANK")
@@ -174,6 +182,9 @@ class DistributedExecutor:
         self.step_barrier = step_barrier
         self.prepost = prepost
         self.fault = fault
+        self.rank_setup = rank_setup  # runs first in each spawned rank (the testbed's placement)
+        self.send_delay = send_delay  # before_send(src, dst) before each message (the testbed's latency)
+        self.compute_dilation = compute_dilation  # per rank: slow-down factor of its CPU work (the testbed)
         if rank is not None and (world_size is None or master_port is None):
             raise ValueError(
                 "DistributedExecutor: a single-rank run needs world_size and master_port "
@@ -196,6 +207,8 @@ class DistributedExecutor:
             fault=self.fault,
             ifname=_resolve_ifname(self.ifname, self.master_addr),
             prepost=bool(self.prepost),
+            send_delay=self.send_delay,
+            compute_dilation=self.compute_dilation,
         )
 
     def run(self, program: Program, module: nn.Module, x: Tensor | None = None, seed: int = 0) -> DistributedTrace:
@@ -242,6 +255,7 @@ class DistributedExecutor:
                 master_addr=self.master_addr,
                 master_port=self.master_port,
                 ifname=settings.ifname,
+                rank_setup=self.rank_setup,
             )
             traces = []
             for n, rj in enumerate(rank_jobs):

@@ -128,13 +128,18 @@ def _init_group(rank: int, world: int, addr: str, port: int, timeout_s: float, i
         raise
 
 
-def _worker(rank: int, world: int, addr: str, port: int, threads, ifname, timeout_s, fn, payload: bytes, q) -> None:
+def _worker(rank: int, world: int, addr: str, port: int, threads, ifname, timeout_s, fn, payload: bytes, q,
+            rank_setup: Callable[[int], None] | None = None) -> None:
     """Spawned process: init the process group, run ``fn(rank, world, *args, where)``, report on ``q``."""
     where = _Where()
     from ..._lifecycle import watch_parent
 
     watch_parent()  # a rank ends on its own when the launching process is killed
     try:
+        if rank_setup is not None:  # e.g. the testbed: join this rank's cgroup and network namespace first
+            where.text = "rank setup"
+            rank_setup(rank)
+            where.text = "start"
         if threads:
             torch.set_num_threads(int(threads))
             with contextlib.suppress(RuntimeError):  # already set
@@ -199,6 +204,7 @@ def launch(
     master_port: int | None = None,
     ifname: str | None = "auto",
     init_group: bool = True,
+    rank_setup: Callable[[int], None] | None = None,
 ) -> list:
     """Run ``fn(rank, k, *args, where)`` in ``k`` spawned processes; their return values by rank.
 
@@ -206,7 +212,9 @@ def launch(
     once (by value: every process gets its own copy of every tensor). With
     ``init_group`` each process joins a gloo process group first (rendezvous
     at ``master_addr:master_port``, a free port when None). Any failure ends
-    every process and raises one :class:`DistributedError`.
+    every process and raises one :class:`DistributedError`. ``rank_setup``
+    (picklable) runs first in each process with its rank, before anything
+    else (the testbed places the rank in its cgroup and namespace).
     """
     import multiprocessing as mp
 
@@ -228,7 +236,7 @@ def launch(
                 )
         try:
             return _launch_once(fn, k, payload, threads, timeout_s, run_timeout_s,
-                                master_addr if init_group else None, port, ifname, mp)
+                                master_addr if init_group else None, port, ifname, mp, rank_setup)
         except DistributedError as exc:
             if auto_port and attempt + 1 < attempts and exc.setting == "master_port":
                 continue  # lost a race for the free port: try another one
@@ -240,13 +248,14 @@ def launch(
 last_pids: list[int] = []
 
 
-def _launch_once(fn, k, payload, threads, timeout_s, run_timeout_s, addr, port, ifname, mp) -> list:
+def _launch_once(fn, k, payload, threads, timeout_s, run_timeout_s, addr, port, ifname, mp, rank_setup=None) -> list:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [
         ctx.Process(
             target=_worker,
             args=(r, k, addr, port, threads, ifname, timeout_s, fn, payload, q),
+            kwargs={"rank_setup": rank_setup},
             name=f"iopopt-rank{r}",
             daemon=True,
         )

@@ -92,15 +92,10 @@ class _RankRunner:
         dist, r = self.dist, self.rank
         works, keep = [], []
         got: dict[int, Tensor] = {}
+        # receives first: gloo queues a "ready to receive" notice behind bulk data already queued on the
+        # same pair, so sends posted first make a two-way exchange half duplex
         for j, t in enumerate(phase):
-            if t.src == r:
-                piece = read(t).contiguous()
-                keep.append(piece)
-                works.append(dist.isend(piece, t.dst, tag=base + j))
-                self.bytes_sent += piece.numel() * self.job.dtype_bytes
-                self.wire_bytes += piece.numel() * piece.element_size()
-                self.sent += 1
-            elif t.dst == r:
+            if t.dst == r and t.src != r:
                 posted = self._posted.pop(base + j, None)
                 if posted is None:
                     buf = torch.empty(dense_shape(shape, t.region), dtype=self.dtype)
@@ -108,6 +103,17 @@ class _RankRunner:
                 works.append(posted[0])
                 got[j] = posted[1]
                 self.received += 1
+        delay = self.s.send_delay
+        for j, t in enumerate(phase):
+            if t.src == r:
+                piece = read(t).contiguous()
+                keep.append(piece)
+                if delay is not None:
+                    delay.before_send(r, t.dst)  # type: ignore[attr-defined]  # the testbed's MessageLatency
+                works.append(dist.isend(piece, t.dst, tag=base + j))
+                self.bytes_sent += piece.numel() * self.job.dtype_bytes
+                self.wire_bytes += piece.numel() * piece.element_size()
+                self.sent += 1
         for w in works:
             w.wait()
         return got
@@ -140,6 +146,7 @@ class _RankRunner:
         fault = self.s.fault
         if fault is not None and not (fault.rank == r and fault.job == self.job_index and inference == 0):
             fault = None
+        slow = None if self.s.compute_dilation is None else self.s.compute_dilation[r]
         self.where.text = f"job {self.job_index}, inference {inference}: start barrier"
         dist.barrier()
         t_start = time.perf_counter()
@@ -158,6 +165,7 @@ class _RankRunner:
                 self._prepost(p + 1)
             bufs = [self._assemble(p, i, res, src, stores) for i, (res, src) in enumerate(zip(step.inputs, op.inputs))]
             t1 = time.perf_counter()
+            c1 = time.thread_time()
             out = None
             if op.kind == "input":
                 if r == job.host:
@@ -186,6 +194,8 @@ class _RankRunner:
                         extra=self.extra.get(p),
                         dtype=self.dtype,
                     )
+            if slow is not None:  # the testbed: the kernel takes as long as on the rank's device
+                _dilate(time.thread_time() - c1, time.perf_counter() - t1, slow)
             t2 = time.perf_counter()
             t3 = t2
             if self.s.step_barrier:
@@ -255,6 +265,13 @@ class _Gloo:
         return self.runner._exchange(transfers, self.bases[phase], self.shape, read)
 
 
+def _dilate(cpu_s: float, wall_s: float, factor: float) -> None:
+    """Sleep so that work of ``cpu_s`` CPU seconds, which took ``wall_s`` so far, lasts ``factor × cpu_s``."""
+    left = cpu_s * factor - max(wall_s, cpu_s)
+    if left > 0:
+        time.sleep(left)
+
+
 def _inject(fault: Fault) -> None:
     if fault.kind == "raise":
         raise RuntimeError(f"injected fault at step {fault.step!r} on rank {fault.rank}")
@@ -262,6 +279,34 @@ def _inject(fault: Fault) -> None:
         os._exit(17)
     while True:  # hang
         time.sleep(3600)
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover  (not Linux)
+        return None
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset this process's resident-set peak (Linux ``clear_refs`` 5); the resident set now, or None."""
+    import gc
+
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _status_kib("VmRSS")
+
+
+def _peak_rss() -> int | None:
+    return _status_kib("VmHWM")
 
 
 def _run_jobs_on_rank(rank: int, world: int, jobs: Sequence[_RankJob], settings: _Settings, where: _Where):
@@ -282,7 +327,14 @@ def _run_jobs_on_rank(rank: int, world: int, jobs: Sequence[_RankJob], settings:
             runner = _RankRunner(rank, job, settings, where, n)
             x = job.x if rank == job.host else None
             job.x = None
+            rss0 = _reset_peak_rss()
             stats, output = runner.run(x)
+            peak = _peak_rss()
+            if rss0 is not None and peak is not None:
+                elem = torch.empty((), dtype=settings.dtype).element_size()
+                shard_bytes = runner.weight_bytes // job.dtype_bytes * elem
+                stats.peak_rss_bytes = peak
+                stats.peak_memory_bytes = max(0, peak - rss0) + shard_bytes
             out.append((stats, output))
             del runner
     return out

@@ -70,6 +70,10 @@ class RankStats:
     messages_received: int
     setup_s: float
     weight_bytes: int
+    #: measured: the rank's resident-set peak during the timed inferences (VmHWM), absolute and as
+    #: weights + growth over the resident set before them (comparable with the model's peak; Linux only)
+    peak_rss_bytes: int | None = None
+    peak_memory_bytes: int | None = None
 
     @property
     def comm_s(self) -> float:
@@ -189,6 +193,11 @@ class _Settings:
     fault: Fault | None
     ifname: str | None
     prepost: bool = False
+    #: ``before_send(src, dst)`` called before every message (the testbed's emulated latency), or None
+    send_delay: object | None = None
+    #: per rank, how many times slower its device computes than this machine's core (the testbed's time
+    #: dilation: a step's CPU time is measured and the rank sleeps the difference), or None
+    compute_dilation: tuple[float, ...] | None = None
 
 
 class _Where:

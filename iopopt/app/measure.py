@@ -1,0 +1,59 @@
+"""``executor=testbed`` / ``executor=distributed``: measure the chosen plan, beside the model's prediction.
+
+``iopopt model=M cluster=C network=N solver=S executor=testbed`` solves as
+usual, then runs the plan on the emulated testbed (:mod:`iopopt.exec.testbed`:
+each rank CPU-limited like its device relative to the profiled core, links
+shaped like the network) and adds a ``measured`` object to ``result.json``:
+latency, per-rank compute/comm, bytes, measured peak memory, the cost
+model's prediction for the emulated devices and how the testbed was set up.
+``executor=distributed`` runs the ranks unlimited on this machine's loopback.
+Settings: the ``testbed:`` block of conf/config.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .configs import ConfigError
+
+__all__ = ["EXECUTORS", "check_executor", "measure"]
+
+EXECUTORS = ("distributed", "testbed")
+_KEYS = frozenset({"profile", "warmup", "repeats", "timeout_s", "run_timeout_s", "cores"})
+
+
+def check_executor(settings: dict) -> str | None:
+    """The executor a job measures with (None: none); ConfigError (one line) for a bad value or machine."""
+    ex = settings.get("executor")
+    if ex is None:
+        return None
+    if ex not in EXECUTORS:
+        raise ConfigError(f"executor must be null or one of {', '.join(EXECUTORS)}, got {ex!r}")
+    tb = settings.get("testbed") or {}
+    unknown = sorted(set(tb) - _KEYS)
+    if unknown:
+        raise ConfigError(f"testbed.{unknown[0]} is not a setting; valid: {', '.join(sorted(_KEYS))}")
+    if ex == "testbed":
+        from ..exec.testbed import unavailable_reason
+
+        reason = unavailable_reason()
+        if reason:
+            raise ConfigError(f"executor=testbed: {reason}")
+    return ex
+
+
+def _core(tb: dict):
+    from .configs import build_cluster
+
+    return build_cluster({"profile": tb.get("profile", "latest")}).devices[0]
+
+
+def measure(executor: str, settings: dict, problem, program, module) -> dict[str, Any]:
+    """The ``measured`` object of a record: ``program`` run on ``executor``."""
+    from ..exec.testbed.measure import measure_programs
+
+    tb = dict(settings.get("testbed") or {})
+    core = _core(tb) if executor == "testbed" else None
+    opts = {k: tb[k] for k in ("warmup", "repeats", "timeout_s", "run_timeout_s", "cores") if tb.get(k) is not None}
+    records, setup = measure_programs(problem, [program], module, executor, core=core, **opts)
+    return {"executor": executor, **records[0], "setup": setup}

@@ -1,0 +1,296 @@
+"""The emulated testbed: quotas and the emulated cluster (pure), and, where the machine allows it, real runs.
+
+Runs on the testbed need root, the cgroup-v1 cpu controller and ip/tc; elsewhere they skip with the
+testbed's own one-line reason. Every run checks that nothing is left behind: no testbed cgroup, no
+process of the run, no namespace (looked up by inode in every process's ``ns/net`` link).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from iopopt import Cluster, Device, Problem, compile_plan, evaluate, plans, trace, zoo
+from iopopt.exec import testbed as tb
+from iopopt.exec.distributed import DistributedError, Fault, check_trace, last_pids, launch
+from iopopt.exec.testbed import _sys, cpu_fractions, cpu_period, emulated_cluster, unavailable_reason
+from iopopt.exec.testbed.selfcheck import check_link
+from iopopt.network import SharedNetwork, SwitchedNetwork
+
+REASON = unavailable_reason()
+needs_testbed = pytest.mark.skipif(REASON is not None, reason=f"testbed unavailable here: {REASON}")
+
+
+# -- pure parts ------------------------------------------------------------------------------------
+
+
+def test_cpu_period_respects_the_kernel_limits():
+    assert cpu_period(0.2) == (10_000, 2000)
+    assert cpu_period(1.0) == (10_000, 10_000)
+    period, quota = cpu_period(0.047)  # an RPi-class device on this machine's core
+    assert quota >= 1000 and abs(quota / period - 0.047) < 0.001
+    with pytest.raises(ValueError, match="positive"):
+        cpu_period(0.0)
+
+
+def test_fractions_scale_down_uniformly_to_fit_the_cores():
+    core = Device("core", 1e10)
+    small = Cluster(tuple(Device(f"d{i}", 2e9) for i in range(4)))
+    assert cpu_fractions(small, core, cores=2) == ((0.2, 0.2, 0.2, 0.2), 1.0)
+    big = Cluster((Device("a", 1e10), Device("b", 2e10), Device("c", 1e10)))
+    fr, scale = cpu_fractions(big, core, cores=2)
+    assert sum(fr) <= 2 + 1e-12 and max(fr) <= 1.0
+    assert fr[1] / fr[0] == pytest.approx(2.0) and scale == pytest.approx(0.5)
+
+
+def test_emulated_cluster_is_the_core_slowed_by_each_fraction():
+    core = Device("core", 1e11, op_overhead_s=1e-5, kind_flops_per_s={"maxpool": 1e9},
+                  kind_bytes_per_s={"conv": 4e9}, memory_bandwidth_bytes_per_s=4e10)
+    cluster = Cluster((Device("a", 2e10, memory_bytes=1e9), Device("b", 1e10)))
+    fr, _ = cpu_fractions(cluster, core, cores=2)
+    emu = emulated_cluster(cluster, core, fr)
+    for dev, f in zip(emu.devices, fr):
+        for kind, flops, nbytes in (("conv", 1e9, 1e6), ("maxpool", 1e7, 1e5), ("linear", 1e8, 1e8)):
+            assert dev.compute_s(kind, flops, nbytes) - dev.op_overhead_s == pytest.approx(
+                (core.compute_s(kind, flops, nbytes) - core.op_overhead_s) / f)
+    assert [d.name for d in emu.devices] == ["a", "b"] and emu.devices[0].memory_bytes == 1e9
+
+
+def test_spec_follows_the_network_kind():
+    core = Device("core", 1e11)
+    cl = Cluster.homogeneous(3, 8e9)
+    spec, _ = tb.testbed_spec(cl, SharedNetwork(6.25e6, 1e-3), core, cores=2)
+    assert (spec.topology, spec.k, spec.bandwidth_bytes_per_s, spec.latency_s) == ("shared", 3, 6.25e6, 1e-3)
+    spec, _ = tb.testbed_spec(cl, SwitchedNetwork(1.25e8, 1e-4), core, cores=2)
+    assert spec.topology == "switched"
+
+
+@pytest.mark.skipif(REASON is None, reason="the testbed is available here")
+def test_refuses_in_one_line_where_the_machine_does_not_allow_it():
+    with pytest.raises(tb.TestbedUnavailable) as err, tb.Testbed(tb.TestbedSpec(k=1, cpu_fractions=(None,))):
+        pass
+    assert "\n" not in str(err.value)
+
+
+# -- on the testbed --------------------------------------------------------------------------------
+
+
+def _netns_inodes_in_use() -> set[int]:
+    out = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                out.add(os.stat(f"/proc/{pid}/ns/net").st_ino)
+    return out
+
+
+def _assert_nothing_left(cgroup_root: str, inodes: set[int], pids: list[int], timeout_s: float = 15.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = {
+            "cgroup": os.path.exists(cgroup_root),
+            "netns": sorted(inodes & _netns_inodes_in_use()),
+            "processes": [p for p in pids if _sys.pid_alive(p) and not _zombie(p)],
+        }
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not any(left.values()), f"left behind: {left}"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _problem(k: int, network):
+    module, _ = zoo.build("tiny_chain")
+    graph = trace(module, (1, 3, 32, 32))
+    return module, Problem(graph, Cluster.homogeneous(k, 1e9), network)
+
+
+@needs_testbed
+def test_a_plan_runs_correctly_on_a_shaped_switched_testbed_and_leaves_nothing():
+    module, problem = _problem(2, SwitchedNetwork(12.5e6, 1e-3))
+    program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
+    spec = tb.TestbedSpec(k=2, cpu_fractions=(0.5, 0.5), topology="switched", bandwidth_bytes_per_s=12.5e6,
+                       latency_s=1e-3)
+    ex = tb.TestbedExecutor(spec, dtype=torch.float64, warmup=1, repeats=2, timeout_s=30, run_timeout_s=120)
+    seen_roots = set(os.listdir(_sys.cgroup_mount("cpu")))
+    t = ex.run(program, module)
+    rep = check_trace(program, t, module)
+    assert rep.passed, rep.summary()
+    # the emulated latency: every message waits at least 1 ms, so the run cannot be faster than that
+    assert t.latency_s >= 1e-3 * evaluate(problem, plans.build_plan(problem, "all_oc")).messages / 2
+    assert all(r.peak_memory_bytes and r.peak_memory_bytes >= r.weight_bytes for r in t.ranks)
+    assert ex.description and ex.description["network"]["topology"] == "switched"
+    roots = set(os.listdir(_sys.cgroup_mount("cpu"))) - seen_roots
+    assert not [r for r in roots if r.startswith(_sys.CGROUP_PREFIX)]
+    _assert_nothing_left("/nonexistent", set(), list(last_pids))
+
+
+@needs_testbed
+def test_a_shaped_link_moves_bytes_at_its_rate():
+    got = check_link(bandwidth_bytes_per_s=2.5e6, nbytes=1_000_000, topology="shared", repeats=1)
+    assert got["median_s"] == pytest.approx(0.4, rel=0.15), got
+
+
+@needs_testbed
+@pytest.mark.parametrize("kind", ["exit", "hang"])
+def test_a_rank_killed_or_hanging_ends_the_run_with_one_error_and_nothing_left(kind):
+    module, problem = _problem(2, SharedNetwork(12.5e6, 0.0))
+    program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
+    step = program.steps[2].op.name
+    spec = tb.TestbedSpec(k=2, cpu_fractions=(0.5, 0.5), topology="shared", bandwidth_bytes_per_s=12.5e6)
+    ex = tb.TestbedExecutor(spec, warmup=0, repeats=1, timeout_s=20, run_timeout_s=8,
+                         fault=Fault(rank=1, step=step, kind=kind))
+    with pytest.raises(DistributedError) as err:
+        ex.run(program, module)
+    assert ("rank 1" in str(err.value)) if kind == "exit" else ("run_timeout_s" in str(err.value))
+    _assert_nothing_left("/nonexistent", set(), list(last_pids))
+
+
+_CHILD = textwrap.dedent("""
+    import json, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore SIGINT
+    from iopopt.exec.distributed import launch
+    from iopopt.exec.testbed import Testbed, TestbedSpec
+    from iopopt.exec.testbed.selfcheck import _transfer
+    spec = TestbedSpec(k=2, cpu_fractions=(0.5, 0.5), topology="switched", bandwidth_bytes_per_s=1.25e5)
+    with Testbed(spec) as bed:
+        print(json.dumps({"cgroup": bed.cgroup_root, "inodes": [ns.inode for ns in bed.topology.all_ns],
+                          "holders": [ns.pid for ns in bed.topology.all_ns]}), flush=True)
+        launch(_transfer, 2, (10_000_000, 3), threads=1, master_addr=bed.master_addr,
+               ifname=bed.topology.ifname, rank_setup=bed.placement(), timeout_s=300)
+""")
+
+
+@needs_testbed
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_interrupted_or_killed_testbed_leaves_nothing(how):
+    p = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        deadline = time.monotonic() + 60
+        while len(ranks := [_sys.members(os.path.join(info["cgroup"], f"rank{i}")) for i in (0, 1)]) and not all(
+            ranks
+        ):
+            assert time.monotonic() < deadline, "ranks did not start"
+            time.sleep(0.2)
+        pids = [p.pid, *info["holders"], *(q for r in ranks for q in r)]
+        time.sleep(1.0)  # in the middle of the transfer
+        if how == "ctrl-c":
+            os.killpg(p.pid, signal.SIGINT)  # what a terminal does
+        else:
+            p.kill()  # the watchdog cleans up
+        p.wait(timeout=120)  # generous: the machine running the suite may be loaded
+        _assert_nothing_left(info["cgroup"], set(info["inodes"]), pids)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@needs_testbed
+def test_launch_places_a_rank_in_its_cgroup():
+    spec = tb.TestbedSpec(k=1, cpu_fractions=(0.3,))
+    with tb.Testbed(spec) as bed:
+        got = launch(_own_cgroup_and_netns, 1, init_group=False, rank_setup=bed.placement())[0]
+        assert f"{_sys.CGROUP_PREFIX}{os.getpid()}/rank0" in got[0]
+        assert got[1] == bed.topology.rank_ns[0].inode != os.stat("/proc/self/ns/net").st_ino
+
+
+def _own_cgroup_and_netns(rank, world, where):
+    return _sys.read("/proc/self/cgroup"), os.stat("/proc/self/ns/net").st_ino
+
+
+# -- the app: executor=testbed ----------------------------------------------------------------------
+
+_PROFILE = """name: profiled_local
+host: 0
+split: proportional
+devices:
+  - name: r0
+    flops_per_s: 2.0e+10
+    op_overhead_s: 1.0e-05
+"""
+
+
+def _app(tmp_path, *overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from iopopt.app.context import JobContext
+    from iopopt.app.jobs import run
+    from iopopt.solvers import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return run(cfg, JobContext(output_dir=tmp_path, choices={}))
+
+
+def test_app_refuses_an_unknown_executor_in_one_line(tmp_path):
+    from iopopt.app.configs import ConfigError
+
+    with pytest.raises(ConfigError, match="executor must be null or one of distributed, testbed, got 'board'"):
+        _app(tmp_path, "model=tiny_chain", "executor=board")
+
+
+@needs_testbed
+def test_app_measures_the_plan_on_the_testbed_beside_the_prediction(tmp_path):
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "cluster.yaml").write_text(_PROFILE)
+    rec = _app(tmp_path, "model=tiny_chain", "cluster=rpi4_x2", "network=wifi_100mbps", "solver=coedge",
+               "executor=testbed", f"testbed.profile={prof}", "testbed.repeats=2")
+    m = rec["measured"]
+    assert m["executor"] == "testbed" and m["output_ok"], m
+    assert len(m["per_rank"]) == 2 and m["latency_s"] > 0 and m["predicted"]["latency_s"] > 0
+    assert m["bytes_sent"] == rec["bytes_sent"]  # measured from the tensors sent: the model's figure
+    assert all(r["peak_memory_bytes"] >= r["weights_bytes"] for r in m["per_rank"])
+    setup = m["setup"]
+    assert setup["cpu_scale"] == 1.0 and setup["network"]["topology"] == "shared"
+    assert [r["fraction"] for r in setup["cpu"]["ranks"]] == pytest.approx([8e9 / 2e10] * 2)
+
+
+def test_study_summary_judges_groups_by_their_spread_and_counts_repeatability():
+    from iopopt.studies.testbed_study import summarize
+
+    def row(model, plan, meas, pred, again):
+        return {"model": model, "cluster": "c", "network": "n", "plan": plan, "measured_s": meas,
+                "predicted_s": pred, "measured_again_s": [again]}
+
+    rows = [row("a", "p0", 1.0, 1.1, 1.05), row("a", "p1", 2.0, 1.9, 2.5), row("a", "p2", 3.0, 3.3, 3.0),
+            row("b", "p0", 1.0, 2.0, 1.0), row("b", "p1", 1.1, 1.0, 1.1), row("b", "p2", 1.2, 3.0, 1.2)]
+    s = summarize(rows)
+    a, b = s["groups"]
+    assert a["judged"] and a["spearman"] == pytest.approx(1.0) and a["mdape"] == pytest.approx(0.1)
+    assert not b["judged"] and b["meets_0.8"] is None  # spread 1.2 < 1.3
+    assert s["groups_judged"] == 1 and s["groups_meeting_0.8"] == 1
+    assert s["repeatability"]["median_abs_diff"] == pytest.approx(0.0) and s["repeatability"]["within_10pct"] == 5
+
+
+def test_the_testbed_experiments_compose():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from iopopt.app.configs import check_top_level
+    from iopopt.solvers import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose(config_name="config", overrides=["experiment=paper_measured"])
+    assert check_top_level(cfg)["study"] == "paper_measured" and cfg.executor == "testbed"
