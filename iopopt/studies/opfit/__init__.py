@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from .._progress import Progress
 from .measure import CLOCKS, forward_time, predict_ops, time_ops
 from .report import plot, summarize, write_csv, write_markdown
 
@@ -89,8 +90,6 @@ def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tqdm import tqdm
-
     from ..profile.presets import load_presets, resolve_profile
 
     ap = argparse.ArgumentParser(prog="iopopt opfit", description=__doc__.split("\n\n")[0])
@@ -123,10 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("iopopt opfit: --repeats and --rounds must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
     total = a.rounds * len(a.models) * (a.repeats + a.warmup)
-    with tqdm(total=total, desc="iopopt opfit", unit="pass", file=sys.stderr) as bar:
+    with Progress(total, "iopopt opfit", "pass") as bar:
         def progress(name, i, n):
-            bar.set_postfix_str(name)
-            bar.update()
+            bar.step(name)
 
         rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, a.rounds, progress)
     summary = summarize(rows)

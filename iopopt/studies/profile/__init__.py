@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 
 from ...exec.distributed.launcher import launch
+from .._progress import Progress
 from .bench import CONV_SET, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
 from .fit import fit_roofline
 from .kinds import measure_samples, standalone
@@ -206,8 +207,6 @@ def _print_fit(prof: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tqdm import tqdm
-
     ap = argparse.ArgumentParser(prog="iopopt profile", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None, help=f"output directory (default {PROFILE_ROOT}/<stamp>)")
     ap.add_argument("--devices", type=int, default=1,
@@ -227,13 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out = Path(a.out) if a.out else PROFILE_ROOT / stamp
     stages = 4 + 5 + (0 if a.no_network else 1)
-    with tqdm(total=stages, desc="iopopt profile", unit="stage", file=sys.stderr) as bar:
-        def step(label: str) -> None:
-            bar.set_postfix_str(label)
-            bar.update()
-
+    with Progress(stages, "iopopt profile", "stage") as bar:
         prof = run_profile(ranks=max(a.ranks, a.devices), repeats=a.repeats, threads=a.threads, devices=a.devices,
-                           clock=a.clock, network=not a.no_network, rounds=a.rounds, step=step)
+                           clock=a.clock, network=not a.no_network, rounds=a.rounds, step=bar.step)
     prof["stamp"] = stamp
     prof["command"] = "iopopt profile " + " ".join(argv if argv is not None else sys.argv[2:])
     c, n = write_presets(prof, out)
