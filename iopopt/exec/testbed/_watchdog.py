@@ -8,44 +8,19 @@ holders, anything they forked) and removes the cgroups bottom-up. The
 namespaces go with the last process in them.
 """
 
-import contextlib
-import errno
+import importlib.util
 import os
 import signal
 import sys
-import time
+from pathlib import Path
 
 
-def _pids(d):
-    pids = []
-    for dirpath, _, _ in os.walk(d):
-        try:
-            with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                pids += [int(p) for p in f.read().split()]
-        except FileNotFoundError:
-            pass
-    return pids
-
-
-def _clean(root, deadline):
-    if not os.path.isdir(root):
-        return
-    dirs = sorted((os.path.join(dp, d) for dp, dns, _ in os.walk(root) for d in dns), key=lambda p: -p.count("/"))
-    for d in dirs + [root]:
-        while True:
-            for pid in _pids(d):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    print(f"iopopt testbed watchdog: could not remove {d}: {exc}", file=sys.stderr)
-                    break
-                time.sleep(0.02)
+def _sys_helpers():
+    """The testbed's ``_sys`` (standard library only), loaded by path: ``python -I`` keeps this folder off sys.path."""
+    spec = importlib.util.spec_from_file_location("iopopt_testbed_sys", Path(__file__).with_name("_sys.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv):
@@ -58,9 +33,12 @@ def main(argv):
                 break
         except InterruptedError:  # pragma: no cover
             continue
-    deadline = time.monotonic() + 10.0
+    helpers = _sys_helpers()
     for root in argv[1:]:
-        _clean(root, deadline)
+        try:
+            helpers.remove_cgroup(root, timeout_s=10.0)
+        except OSError as exc:
+            print(f"iopopt testbed watchdog: could not remove {root}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":
