@@ -26,7 +26,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 import iopopt
-from iopopt.app import configs
+from iopopt.app import configs, targets
 from iopopt.solvers import CONF_DIR, make_solver
 
 MODELS = ("alexnet", "vgg16", "resnet18")
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         for cname in CLUSTERS:
             cluster = configs.build_cluster(OmegaConf.load(CONF_DIR / "cluster" / f"{cname}.yaml"))
             for nname in NETWORKS:
-                network = configs.build_network(OmegaConf.load(CONF_DIR / "network" / f"{nname}.yaml"))
+                network = targets.build_network(OmegaConf.load(CONF_DIR / "network" / f"{nname}.yaml"))
                 problem = iopopt.Problem(graph, cluster, network)
                 best = make_solver("ilp", objective="energy").solve(problem)
                 row = {"model": model, "cluster": cname, "network": nname, "termination": str(best.termination),

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 import iopopt
 import iopopt.app.jobs
-from iopopt.app import configs, instances
+from iopopt.app import configs, instances, targets
 from iopopt.app import overrides as override_check
 from iopopt.app.context import JobContext
 from iopopt.app.jobs import run
@@ -127,14 +127,14 @@ def test_every_cluster_config_instantiates(name):
 
 @pytest.mark.parametrize("name", [n for n in options("network") if n != "profiled"])  # profiled: test_profiled.py
 def test_every_network_config_instantiates(name):
-    net = configs.build_network(compose_cfg(f"network={name}").network)
+    net = targets.build_network(compose_cfg(f"network={name}").network)
     assert isinstance(net, NetworkModel) and net.bandwidth_bytes_per_s > 0
     assert "ASSUMPTION" in (CONF_DIR / "network" / f"{name}.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", options("solver"))
 def test_every_solver_config_instantiates(name):
-    solver = configs.build_solver(compose_cfg(f"solver={name}").solver)
+    solver = targets.build_solver(compose_cfg(f"solver={name}").solver)
     assert isinstance(solver, Solver)
 
 

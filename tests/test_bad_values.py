@@ -14,8 +14,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import iopopt.app
-from iopopt.app.configs import ConfigError, build_cluster, build_network
+from iopopt.app.configs import ConfigError, build_cluster
 from iopopt.app.logs import ms_text
+from iopopt.app.targets import build_network
 from iopopt.model.cluster import Device
 from iopopt.model.network import SharedNetwork, SwitchedNetwork
 from iopopt.results import RESULT_FILE

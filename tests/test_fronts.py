@@ -170,11 +170,11 @@ def test_plan_from_evaluates_a_stored_plan_elsewhere(tmp_path):
     module, shape = iopopt.zoo.build("tiny_residual")
     from omegaconf import OmegaConf
 
-    from iopopt.app import configs
+    from iopopt.app import configs, targets
     from iopopt.solvers import CONF_DIR
 
     cluster = configs.build_cluster(OmegaConf.load(CONF_DIR / "cluster" / "rpi4_x2.yaml"))
-    network = configs.build_network(OmegaConf.load(CONF_DIR / "network" / "ethernet_1g.yaml"))
+    network = targets.build_network(OmegaConf.load(CONF_DIR / "network" / "ethernet_1g.yaml"))
     problem = iopopt.Problem(iopopt.trace(module, shape), cluster, network)
     report = iopopt.evaluate(problem, Plan(first["strategies"]))
     assert again["latency_s"] == pytest.approx(report.latency_s, rel=1e-12)

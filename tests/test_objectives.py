@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import iopopt
-from iopopt.app import configs
+from iopopt.app import configs, targets
 from iopopt.cost import energy, latency
 from iopopt.frontend.synthetic import random_cnn
 from iopopt.model.cluster import Cluster, Device
@@ -104,7 +104,7 @@ def _preset_problem(model: str, cluster: str, network: str):
     module, shape = iopopt.zoo.build(model)
     conf = REPO / "iopopt" / "conf"
     c = configs.build_cluster(OmegaConf.load(conf / "cluster" / f"{cluster}.yaml"))
-    n = configs.build_network(OmegaConf.load(conf / "network" / f"{network}.yaml"))
+    n = targets.build_network(OmegaConf.load(conf / "network" / f"{network}.yaml"))
     return iopopt.Problem(iopopt.trace(module, shape), c, n, name=f"{model}|{cluster}|{network}")
 
 

@@ -142,7 +142,8 @@ def test_dp_and_brute_take_placements():
 
 
 def _preset(group: str, name: str):
-    from iopopt.app.configs import build_cluster, build_network
+    from iopopt.app.configs import build_cluster
+    from iopopt.app.targets import build_network
 
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
     return build_cluster(cfg) if group == "cluster" else build_network(cfg)

@@ -18,7 +18,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from iopopt.app import configs
+from iopopt.app import configs, targets
 from iopopt.solvers import CONF_DIR
 from iopopt.studies.profile.fit import fit_roofline
 from iopopt.studies.profile.presets import (
@@ -144,7 +144,7 @@ def test_profiled_cluster_and_network_read_the_newest_profile(tmp_path, monkeypa
     cfg = compose_cfg("cluster=profiled", "network=profiled")
     cluster = configs.build_cluster(cfg.cluster)
     assert cluster.k == 1 and cluster.devices[0].flops_per_s == pytest.approx(2e11, rel=1e-3)
-    assert configs.build_network(cfg.network).latency_s == pytest.approx(1e-3)
+    assert targets.build_network(cfg.network).latency_s == pytest.approx(1e-3)
     older = compose_cfg("cluster=profiled", "cluster.profile=outputs/profile/2030-01-01_00-00-00", "cluster.count=3")
     cluster = configs.build_cluster(older.cluster)
     assert cluster.k == 3 and cluster.devices[2].flops_per_s == pytest.approx(1e11, rel=1e-3)

@@ -29,7 +29,6 @@ Group schemas (the keys each config may have):
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import math
 from collections.abc import Mapping
@@ -50,8 +49,6 @@ __all__ = [
     "model_spec",
     "build_model",
     "build_cluster",
-    "build_network",
-    "build_solver",
 ]
 
 
@@ -393,68 +390,3 @@ def build_cluster(cfg):
         return Cluster(tuple(built), host=host, split=split, name=str(c.get("name") or ""), subsets=subsets)
     except ValueError as exc:
         raise ConfigError(f"cluster: {exc}") from None
-
-
-def _import_class(where: str, target, base: type) -> type:
-    if not isinstance(target, str) or "." not in target:
-        raise ConfigError(f"{where}._target_ must name a class as 'pkg.module.Class', got {target!r}")
-    cls = _import_target(f"{where}._target_", target)
-    if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ConfigError(f"{where}._target_ {target!r} is not a {base.__name__} subclass")
-    return cls
-
-
-def _constructor_keys(cls: type) -> frozenset | None:
-    """Keyword arguments ``cls`` accepts (None when it takes ``**kwargs``)."""
-    params = inspect.signature(cls).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-
-
-def _instantiate(where: str, cfg, base: type):
-    c = _mapping(where, cfg)
-    cls = _import_class(where, c.pop("_target_", None), base)
-    allowed = _constructor_keys(cls)
-    if allowed is not None:
-        _check_keys(where, c, allowed | {"_target_"})
-    return cls, c
-
-
-def build_network(cfg):
-    """A :class:`~iopopt.network.NetworkModel` from a network config (``_target_`` + settings)."""
-    from ..model.network import NetworkModel
-
-    plain = _mapping("network", cfg)
-    if "profile" in plain:  # network=profiled: this machine's loopback as `iopopt profile` measured it
-        from .profiled import from_profile
-
-        cfg = from_profile("network", plain)
-    cls, settings = _instantiate("network", cfg, NetworkModel)
-    for key, value in settings.items():
-        if "bandwidth" in key and key != "device_bandwidths":
-            _positive_number(f"network.{key}", value)
-    for i, b in enumerate(settings.get("device_bandwidths") or ()):
-        _positive_number(f"network.device_bandwidths[{i}]", b)
-    if "latency_s" in settings:
-        _positive_number("network.latency_s", settings["latency_s"], allow_zero=True)
-    try:
-        return cls(**settings)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"network: {exc}") from None
-
-
-def build_solver(cfg):
-    """A :class:`~iopopt.Solver` from a solver config (``_target_`` + constructor settings)."""
-    from ..solvers.base import Solver, SolverError
-
-    cls, settings = _instantiate("solver", cfg, Solver)
-    try:
-        solver = cls(**settings)
-    except TypeError as exc:
-        raise ConfigError(f"solver {cls.__name__}: {exc}") from None
-    try:
-        solver.check_settings()
-    except SolverError as exc:
-        raise ConfigError(f"solver settings: {exc}") from None
-    return solver

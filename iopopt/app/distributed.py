@@ -111,9 +111,10 @@ def _compose(overrides: list[str]):
 def _problem(a, overrides: list[str]):
     """``(cfg, problem, module, solver or None)`` from the composed config."""
     from ..model.problem import Problem
-    from .configs import ConfigError, build_cluster, build_network, build_solver, model_spec
+    from .configs import ConfigError, build_cluster, model_spec
     from .instances import instance_key
     from .jobs import load_graph
+    from .targets import build_network, build_solver
 
     cfg = _compose(overrides)
     try:

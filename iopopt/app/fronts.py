@@ -23,10 +23,10 @@ from .configs import (
     _import_target,
     _mapping,
     build_cluster,
-    build_network,
     model_spec,
 )
 from .instances import instance_key
+from .targets import build_network
 
 __all__ = ["PARETO_KEYS", "ROBUSTNESS_KEYS", "run_front_study", "plan_from"]
 

@@ -35,8 +35,6 @@ from .configs import (
     ModelSpec,
     build_cluster,
     build_model,
-    build_network,
-    build_solver,
     check_top_level,
     model_spec,
 )
@@ -45,6 +43,7 @@ from .instances import instance_key
 from .logs import log_record
 from .progress import sweep_tick
 from .shapes import input_shape_error
+from .targets import build_network, build_solver
 
 __all__ = ["run", "job_settings", "solve_instance", "load_graph"]
 

@@ -24,12 +24,13 @@ from omegaconf import OmegaConf
 
 from ..results.io import display_path, write_json_atomic, write_jsonl_atomic
 from ..results.records import INSTANCES_FILE, RESULT_FILE, base_record, error_record
-from .configs import ConfigError, _check_keys, _mapping, build_cluster, build_network, build_solver, model_spec
+from .configs import ConfigError, _check_keys, _mapping, build_cluster, model_spec
 from .context import JobContext
 from .instances import FIDELITY_KEYS, OWN, gap_instances, grid_options, group_configs
 from .jobs import _names, _one, load_graph
 from .logs import log_record, ms_text, problem_of, secs_text, what_text
 from .progress import Progress, sweep_tick
+from .targets import build_network, build_solver
 
 __all__ = ["run_study"]
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from ..results.io import write_json_atomic
 from ..results.records import RESULT_FILE, base_record, error_record
-from .configs import build_cluster, build_network
+from .configs import build_cluster
 from .context import JobContext
+from .targets import build_network
 
 __all__ = ["fidelity_configs", "paper_configs", "run_testbed_study"]
 
