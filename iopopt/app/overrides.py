@@ -13,8 +13,9 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .configs import CLUSTER_KEYS, MODEL_KEYS, ConfigError, _constructor_keys
+from .configs import CLUSTER_KEYS, MODEL_KEYS, ConfigError
 from .plugins import config_search_path, register_entry_point_solvers, searchpath_overrides
+from .targets import _constructor_keys
 
 __all__ = ["GROUPS", "group_options", "check_overrides"]
 
