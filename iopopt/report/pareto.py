@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..results.io import write_text_atomic
 from .markdown import markdown_table
+from .plots import _plt, save
 
 __all__ = ["pareto_frame", "write_pareto", "robustness_frame", "write_robustness"]
 
@@ -57,15 +58,6 @@ def _row(r: dict, point: str, number: dict | None = None) -> dict:
 def _point_of(label: str | None, number: dict) -> str:
     """The front point (its number in the table) dominating or meeting a baseline."""
     return "not dominated" if label is None else f"point {number.get(label, label)}"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
@@ -133,10 +125,7 @@ def plot_pareto(records: Sequence[dict], path: Path, title: str) -> Path:
                         bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _label_baselines(ax, shown: list[tuple[str, float, float]], min_px: float = 11.0) -> None:
@@ -241,10 +230,7 @@ def plot_robustness(records: Sequence[dict], path: Path, title: str) -> Path:
     axes[1].set_title("regret against re-optimising at each bandwidth", fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110, bbox_inches="tight")
 
 
 def write_robustness(records: Sequence[dict], out: str | Path, title: str, plots: bool = True) -> list[Path]:

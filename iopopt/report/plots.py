@@ -54,9 +54,10 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")[:120]
 
 
-def save(fig, path: Path, dpi: int = 100) -> Path:
+def save(fig, path: Path, dpi: int = 100, bbox_inches: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 3})  # zlib 3 of 9: a little larger, much faster
+    # zlib 3 of 9: a little larger, much faster
+    fig.savefig(path, dpi=dpi, bbox_inches=bbox_inches, pil_kwargs={"compress_level": 3})
     _plt().close(fig)
     return path
 
