@@ -9,7 +9,9 @@
 * Children that must not outlive a parent killed with SIGKILL watch it:
   :func:`watch_parent` (a thread polling ``os.getppid()``, for Python
   children) and :func:`die_with_parent` (``prctl(PR_SET_PDEATHSIG)``, for
-  binaries started with ``preexec_fn``).
+  binaries started with ``preexec_fn``). :func:`watch_joblib_workers` makes
+  every joblib (loky) worker this process starts watch it from its start,
+  before any job (:func:`watch_sweep` is their initializer).
 * :func:`private_temp_dir` makes a temporary folder named after its process
   (``PREFIX<pid>-*``); :func:`remove_stale_temp_dirs` removes those of
   processes that no longer exist (a SIGKILL leaves them behind).
@@ -37,6 +39,8 @@ __all__ = [
     "end_descendants",
     "watch_parent",
     "die_with_parent",
+    "watch_sweep",
+    "watch_joblib_workers",
     "private_temp_dir",
     "remove_stale_temp_dirs",
     "pid_exists",
@@ -163,6 +167,41 @@ def watch_parent(interval_s: float = 0.25, on_exit=None, parent: int | None = No
         os._exit(1)
 
     threading.Thread(target=watch, name="iopopt-watch-parent", daemon=True).start()
+
+
+def watch_sweep(sweep_pid: int) -> None:
+    """A loky worker's initializer: watch the sweep's process ``sweep_pid`` (:func:`watch_parent`).
+
+    A worker whose parent is already another process (the sweep died while
+    it started) ends at once.
+    """
+    watch_parent(parent=sweep_pid)
+
+
+def watch_joblib_workers() -> None:
+    """From now on every loky worker of ``joblib.Parallel(backend="loky")`` in this process watches it.
+
+    loky starts its workers at once and keeps an idle one for 300 s; one that
+    never got a job has not imported anything of the job, so nothing of it
+    would notice the sweep's death (SIGKILL: nothing of the sweep runs). This
+    registers under the name ``loky`` (joblib's ``register_parallel_backend``,
+    which Hydra's joblib launcher resolves its hard-coded ``backend="loky"``
+    through) a ``LokyBackend`` whose executor runs :func:`watch_sweep` as the
+    initializer of each worker: the worker ends, with its children and its
+    temporary folders, within a second of the sweep's death, busy or idle.
+    """
+    from joblib import register_parallel_backend  # type: ignore[import-untyped]
+    from joblib.parallel import LokyBackend  # type: ignore[import-untyped]
+
+    sweep_pid = os.getpid()
+
+    class WatchedLokyBackend(LokyBackend):
+        def __init__(self, *args, **kwargs) -> None:
+            kwargs.setdefault("initializer", watch_sweep)
+            kwargs.setdefault("initargs", (sweep_pid,))
+            super().__init__(*args, **kwargs)
+
+    register_parallel_backend("loky", WatchedLokyBackend)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

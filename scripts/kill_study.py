@@ -1,6 +1,7 @@
 """Kill runs at random moments and count what is left behind (issue 16's acceptance for killed runs).
 
-For each scenario (an ILP solve, a joblib sweep, a local distributed run) and
+For each scenario (an ILP solve, a joblib sweep, a joblib sweep with a worker
+that never gets a job, a local distributed run) and
 signal (SIGTERM, SIGKILL) it starts the run, signals the parent at a random
 moment, and records: the processes of the run (every descendant seen while it
 ran) still alive 5 s after the signal, ``iopopt-ilp-*`` folders left in the
@@ -48,6 +49,10 @@ def _command(scenario: str, work: Path) -> list[str]:
         return [str(BIN / "iopopt"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=tiny_chain",
                 "solver=ilp", "solver.backend=COIN_CMD,PULP_CBC_CMD,PULP_CBC_CMD",
                 "hydra.callbacks.report.plots=false", f"hydra.sweep.dir={work / 'sweep'}"]
+    if scenario == "joblib_idle":  # 3 workers, 2 jobs: one worker never gets a job (loky keeps it 300 s)
+        return [str(BIN / "iopopt"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "model=tiny_chain",
+                "solver=ilp", "solver.backend=COIN_CMD,PULP_CBC_CMD", "hydra.callbacks.report.plots=false",
+                f"hydra.sweep.dir={work / 'sweep'}"]
     return [sys.executable, "-m", "iopopt.distributed", "--model", "tiny_chain", "--plan", "alternating",
             "--ranks", "2", "--repeats", "3000"]
 
@@ -110,7 +115,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5, help="per scenario and signal")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--scenarios", nargs="+", default=["ilp", "joblib", "distributed"])
+    ap.add_argument("--scenarios", nargs="+", default=["ilp", "joblib", "joblib_idle", "distributed"])
     ap.add_argument("--signals", nargs="+", default=["SIGTERM", "SIGKILL"])
     ap.add_argument("--window", type=float, nargs=2, default=(1.0, 14.0), help="random moment range (s)")
     a = ap.parse_args()

@@ -312,3 +312,31 @@ def test_busy_master_port_is_one_line(tmp_path):
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 1 and len(lines) == 1, out.stderr
     assert f"master_port {env['MASTER_PORT']}" in lines[0] and "in use" in lines[0], lines
+
+
+def _loky_workers(pids) -> list[int]:
+    out = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+    return out
+
+
+def test_sigkilled_sweep_ends_a_worker_that_never_got_a_job(tmp_path):
+    """loky starts ``n_jobs`` workers at once; one job leaves one of two idle. After a SIGKILL of the sweep
+    both end on their own within 5 s (an idle worker used to wait for loky's 300 s idle timeout)."""
+    env = _env(tmp_path, _fake_cbc(tmp_path))
+    proc = _start([str(BIN / "iopopt"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "model=tiny_chain", "solver=ilp", "solver.backend=COIN_CMD", "hydra.callbacks.report.plots=false",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], env, tmp_path)
+
+    def one_busy_one_idle():
+        tree = descendants(proc.pid)
+        workers = _loky_workers(tree)
+        busy = [w for w in workers if any(_comm(p) == "sleep" for p in descendants(w))]
+        return tree if len(workers) == 2 and len(busy) == 1 else None
+
+    _wait_until(one_busy_one_idle, 90, proc, tmp_path)
+    time.sleep(1.0)  # the idle worker is past its start-up
+    _signal_and_check(proc, signal.SIGKILL, tmp_path, -signal.SIGKILL)

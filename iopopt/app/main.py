@@ -39,32 +39,10 @@ from .plugins import register_entry_point_solvers
 __all__ = ["main", "version_line"]
 
 
-#: Set by :func:`main` to its own pid: a joblib worker (a child of that process) watches it.
-_SWEEP_PID = "IOPOPT_SWEEP_PID"
-
-
-def _watch_sweep_if_worker() -> None:
-    """In a joblib (loky) worker of an ``iopopt`` sweep: end this worker, its CBC and its temporary
-    files when the sweep's process dies, even by SIGKILL (loky's workers outlive it otherwise)."""
-    pid = os.environ.get(_SWEEP_PID, "")
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # a loky worker runs `python -m ...loky...`
-    if pid.isdigit() and str(getattr(spec, "name", "")).startswith("joblib.externals.loky"):
-        from .._lifecycle import pid_exists, watch_parent
-
-        sweep = int(pid)
-        if os.getppid() != sweep and pid_exists(sweep):  # a value inherited from elsewhere: watch our own parent
-            sweep = os.getppid()
-        watch_parent(parent=sweep)
-
-
-_watch_sweep_if_worker()  # at import: a worker imports this module when it unpickles its first job
-
-
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _task(cfg: DictConfig) -> float:
     """The Hydra task function: one job."""
     ctx = JobContext.from_hydra()
-    _watch_sweep_if_worker()
     try:
         rec = run(cfg, ctx)
     except ConfigError as exc:
@@ -127,7 +105,6 @@ def main(cfg: DictConfig | None = None) -> float | None:
     task function does for a sweeper.
     """
     register_entry_point_solvers()  # solvers of other packages become options of the solver group
-    os.environ[_SWEEP_PID] = str(os.getpid())  # inherited by joblib's workers
     if cfg is not None:
         return _task(cfg)
     if "--version" in sys.argv[1:]:  # iopopt's version, not Hydra's
@@ -156,6 +133,9 @@ def main(cfg: DictConfig | None = None) -> float | None:
         except ConfigError as exc:
             print(f"iopopt: configuration error: {exc}", file=sys.stderr)
             sys.exit(2)
+    from .._lifecycle import watch_joblib_workers
+
+    watch_joblib_workers()  # a sweep's joblib workers end when this process dies, even by SIGKILL
     return interruptible("iopopt", _task)
 
 
