@@ -340,3 +340,29 @@ def test_sigkilled_sweep_ends_a_worker_that_never_got_a_job(tmp_path):
     _wait_until(one_busy_one_idle, 90, proc, tmp_path)
     time.sleep(1.0)  # the idle worker is past its start-up
     _signal_and_check(proc, signal.SIGKILL, tmp_path, -signal.SIGKILL)
+
+
+def _torch_loaded(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def test_interrupted_profile_is_one_line(tmp_path):
+    """``iopopt profile`` (like ``opfit`` and ``show``) ends on SIGINT with one line and status 130."""
+    out = tmp_path / "profile"
+    proc = _start([str(BIN / "iopopt"), "profile", "--no-network", "--out", str(out)], _env(tmp_path), tmp_path)
+    try:
+        _wait_until(lambda: _torch_loaded(proc.pid), 60, proc, tmp_path)
+        time.sleep(0.5)  # measuring
+        assert proc.poll() is None, "the profile ended before the signal"
+        os.kill(proc.pid, signal.SIGINT)
+        status = proc.wait(timeout=30)
+    finally:
+        _finish(proc, [])
+    err = (tmp_path / "err.txt").read_text()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert status == 130 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("iopopt profile: interrupted by SIGINT"), lines
+    assert not out.exists() or not list(out.glob(".*.tmp*")), "a partial file left"

@@ -129,3 +129,70 @@ def test_a_complete_sweep_says_nothing_about_missing_jobs(good_sweep, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "Incomplete" not in (good_sweep / "summary.md").read_text()
     assert Path(good_sweep / "summary.csv").is_file()
+
+
+# `iopopt-report` with a figure write that stalls half-way (a part of a PNG already where it writes it)
+_STALLED_REPORT = """
+import pathlib, sys, time
+import matplotlib.figure
+def stalled(self, fname, *a, **k):
+    pathlib.Path(fname).write_bytes(b"\\x89PNG half a figure")
+    pathlib.Path(sys.argv[2]).touch()
+    time.sleep(60)
+matplotlib.figure.Figure.savefig = stalled
+from iopopt.report.cli import main
+sys.exit(main([sys.argv[1]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_report_interrupted_by_sigint_is_one_line_and_leaves_nothing_half_written(good_sweep, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(good_sweep, sweep)
+    settings = sweep / "multirun.yaml"
+    settings.write_text(settings.read_text().replace("plots: false", "plots: true"))  # the figures are built
+    assert report_main([str(sweep), "--no-plots", "-q"]) == 0
+    old_png = sweep / "solver_time.png"
+    old_png.write_bytes(b"a complete figure of an earlier build")
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    marker = tmp_path / "stalled"
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_REPORT, str(sweep), str(marker)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "never reached a figure"
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("iopopt-report: interrupted by SIGINT"), lines
+    after = {p for p in sweep.rglob("*") if p.is_file()}
+    assert after <= set(before), f"files left: {sorted(map(str, after - set(before)))}"
+    for p in after:  # every file is its old version (no figure finished before the stall): none half-written
+        assert p.read_bytes() == before[p], p
+
+
+def test_partial_files_of_killed_writers_are_removed_and_only_theirs(tmp_path):
+    from iopopt.results.io import atomic_path, remove_partial_files
+
+    writing = atomic_path(tmp_path / "plans_a.b.png")  # a dotted name, as plan diagrams of some instances have
+    tmp = writing.__enter__()
+    tmp.write_bytes(b"half")
+    other = tmp_path / ".solver_time.999999999-abcdefgh.tmp.png"  # another process's, still writing
+    other.write_bytes(b"half")
+    import os
+
+    assert remove_partial_files([tmp_path], [os.getpid()]) == [tmp]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]

@@ -39,6 +39,20 @@ from .plugins import register_entry_point_solvers
 __all__ = ["main", "version_line"]
 
 
+#: ``iopopt NAME [...]``: the module whose ``main(argv)`` runs it (imported once interrupts are handled).
+_SUBCOMMANDS = {
+    "profile": "..studies.profile",  # measure this machine
+    "opfit": "..studies.opfit",  # per-op prediction vs measurement
+    "show": "..report.show",  # the plan of a result.json, layer by layer
+}
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    import importlib
+
+    return importlib.import_module(_SUBCOMMANDS[name], __package__).main(argv)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _task(cfg: DictConfig) -> float:
     """The Hydra task function: one job."""
@@ -110,18 +124,8 @@ def main(cfg: DictConfig | None = None) -> float | None:
     if "--version" in sys.argv[1:]:  # iopopt's version, not Hydra's
         print(version_line())
         sys.exit(0)
-    if len(sys.argv) > 1 and sys.argv[1] == "profile":  # `iopopt profile [...]`: measure this machine
-        from ..studies.profile import main as profile_main
-
-        sys.exit(profile_main(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == "opfit":  # `iopopt opfit [...]`: per-op prediction vs measurement
-        from ..studies.opfit import main as opfit_main
-
-        sys.exit(opfit_main(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == "show":  # `iopopt show result.json`: the plan, layer by layer
-        from ..report.show import main as show_main
-
-        sys.exit(show_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] in _SUBCOMMANDS:  # `iopopt profile|opfit|show [...]`
+        sys.exit(interruptible(f"iopopt {sys.argv[1]}", _subcommand, sys.argv[1], sys.argv[2:]))
     if os.getcwd() not in sys.path and "" not in sys.path:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)

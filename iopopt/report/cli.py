@@ -63,9 +63,8 @@ def _build(directory: Path, args, quiet: bool) -> list[Path]:
                         echo=not quiet)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``iopopt-report DIR``: rebuild the summary and plots of a sweep (or any directory of results)."""
-    parser = argparse.ArgumentParser(prog="iopopt-report", description=main.__doc__)
+def _main(argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="iopopt-report", description=(main.__doc__ or "").splitlines()[0])
     parser.add_argument("directory", type=Path, help="a sweep directory (holding multirun.yaml) or a study run")
     parser.add_argument("--no-plots", dest="plots", action="store_false", default=None,
                         help="write only summary.csv and summary.md")
@@ -103,6 +102,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iopopt-report: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``iopopt-report DIR``: rebuild the summary and plots of a sweep (or any directory of results).
+
+    SIGINT (Ctrl-C) or SIGTERM end it with one line and status 130 or 143;
+    every file is written atomically, so each is its old or its whole new
+    version, never a part.
+    """
+    import signal
+    import threading
+
+    from .._lifecycle import Terminated, terminate_as_exception
+
+    previous = signal.getsignal(signal.SIGTERM)
+    terminate_as_exception()
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, Terminated) as exc:
+        name, status = ("SIGINT", 130) if isinstance(exc, KeyboardInterrupt) else ("SIGTERM", 143)
+        print(f"iopopt-report: interrupted by {name}; no file is half-written (each is its old or its whole "
+              "new version): run it again for a complete report", file=sys.stderr)
+        return status
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

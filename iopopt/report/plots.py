@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..results.io import atomic_path
 from .constants import REFERENCE, SOLVER_COLORS
 from .stats import _solver_key
 
@@ -55,10 +56,13 @@ def slug(text: str) -> str:
 
 
 def save(fig, path: Path, dpi: int = 100, bbox_inches: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # zlib 3 of 9: a little larger, much faster
-    fig.savefig(path, dpi=dpi, bbox_inches=bbox_inches, pil_kwargs={"compress_level": 3})
-    _plt().close(fig)
+    """Write ``fig`` to ``path`` atomically (an interrupt leaves the old file or none, never a part) and close it."""
+    try:
+        with atomic_path(path) as tmp:
+            # zlib 3 of 9: a little larger, much faster
+            fig.savefig(tmp, dpi=dpi, bbox_inches=bbox_inches, pil_kwargs={"compress_level": 3})
+    finally:
+        _plt().close(fig)
     return path
 
 
@@ -173,8 +177,41 @@ def draw_all(tasks: list[tuple], workers: int | None = None) -> list[Path | None
     except ValueError:  # pragma: no cover - no fork on this platform
         return [_draw(t) for t in tasks]
     _plt()  # matplotlib imported once, here, before the workers fork
-    with ProcessPoolExecutor(n, mp_context=context) as pool:
-        return list(pool.map(_draw, tasks))
+    pool = ProcessPoolExecutor(n, mp_context=context, initializer=_worker_signals)
+    try:
+        out = list(pool.map(_draw, tasks))
+    except BaseException:  # an interrupt (or a failed figure): end the workers now, not after their figures
+        _abandon(pool, tasks)
+        raise
+    pool.shutdown()
+    return out
+
+
+def _worker_signals() -> None:
+    """A drawing worker leaves SIGINT (Ctrl-C reaches the whole process group) and SIGTERM to its parent,
+    which ends it (:func:`_abandon`); it does not inherit the parent's SIGTERM handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _abandon(pool, tasks: list[tuple]) -> None:
+    """Kill ``pool``'s workers and remove the partial figures they were writing (atomic writes' temporary files)."""
+    import contextlib
+    import os
+    import signal
+
+    from ..results.io import remove_partial_files
+
+    pids = list(getattr(pool, "_processes", None) or {})
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    pool.shutdown(wait=True, cancel_futures=True)
+    # the figures' folders: a task names the sweep's root or its figure's file
+    remove_partial_files({a if not a.suffix else a.parent for _, _, args in tasks for a in args
+                          if isinstance(a, Path)}, pids)
 
 
 def write_plots(df: pd.DataFrame, records: list[dict], root: Path, max_timelines: int = 24, max_plans: int = 24,

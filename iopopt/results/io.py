@@ -6,12 +6,14 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["json_safe", "display_path", "write_json_atomic", "write_jsonl_atomic", "write_text_atomic"]
+__all__ = ["json_safe", "display_path", "write_json_atomic", "write_jsonl_atomic", "write_text_atomic", "atomic_path",
+           "remove_partial_files"]
 
 
 def json_safe(value: Any) -> Any:
@@ -83,3 +85,43 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to (e.g. ``fig.savefig``), renamed to ``path`` on success.
+
+    On any exception (also ``KeyboardInterrupt``) the temporary file is
+    removed and ``path`` is left as it was: never half-written. The temporary
+    name, ``.<stem>.<pid>-XXXX.tmp<suffix>``, keeps ``path``'s suffix (writers
+    that infer the format from it) and names the writing process, so that a
+    parent can remove the files of a worker it had to kill
+    (:func:`remove_partial_files`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.{os.getpid()}-",
+                               suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_partial_files(folders, pids) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` processes ``pids`` (killed mid-write) left in ``folders``."""
+    pids = {str(p) for p in pids}
+    removed = []
+    for folder in folders:
+        for tmp in Path(folder).glob(".*.tmp*"):
+            owner = re.search(r"\.(\d+)-[a-z0-9_]+\.tmp(\.[^.]*)?$", tmp.name)
+            if owner and owner.group(1) in pids:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed

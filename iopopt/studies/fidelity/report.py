@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from ...results.io import atomic_path
 from ..profile.presets import preset_flops, preset_latency, summary_line
 from .run import _MEMORY_KINDS, _POOL_KINDS, FidelityPoint, summarize
 
@@ -71,8 +72,11 @@ def plot(points: Sequence[FidelityPoint], path: Path) -> None:
                 for k in sorted({p.k for p in points})]
     axes[0].legend(handles=handles, loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # an interrupt leaves no half-written figure
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def _ms(x) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from ...results.io import write_text_atomic
 from .._progress import Progress
 from .measure import CLOCKS, forward_time, predict_ops, time_ops
 from .report import plot, summarize, write_csv, write_markdown
@@ -140,14 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "clock": a.clock, "forward_s": forward,
     }
     write_csv(rows, out / "opfit.csv")
-    with open(out / "kinds.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["model", "kind", "ops", "measured_s", "predicted_s", "error", "checked"])
-        for model, s in summary.items():
-            for kind, k in s["kinds"].items():
-                w.writerow([model, kind, k["n"], k["measured_s"], k["predicted_s"], k["error"], k["checked"]])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["model", "kind", "ops", "measured_s", "predicted_s", "error", "checked"])
+    for model, s in summary.items():
+        for kind, k in s["kinds"].items():
+            w.writerow([model, kind, k["n"], k["measured_s"], k["predicted_s"], k["error"], k["checked"]])
+    write_text_atomic(out / "kinds.csv", fh.getvalue())
     write_markdown(out / "opfit.md", summary, meta)
-    (out / "summary.json").write_text(json.dumps({"meta": meta, "models": summary}, indent=2))
+    write_text_atomic(out / "summary.json", json.dumps({"meta": meta, "models": summary}, indent=2))
     plot(rows, summary, out / "opfit.png")
     for model, s in summary.items():
         print(f"[opfit] {model}: measured {s['measured_s'] * 1e3:.2f} ms, predicted {s['predicted_s'] * 1e3:.2f} ms "

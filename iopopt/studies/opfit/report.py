@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+
+from ...results.io import atomic_path, write_text_atomic
 
 __all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "summarize", "write_csv", "write_markdown", "plot"]
 
@@ -47,11 +50,12 @@ def summarize(rows: Sequence[dict]) -> dict:
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
     cols = ["model", "node", "kind", "flops", "bytes", "bound", "measured_s", "predicted_s", "error"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for r in rows:
-            w.writerow([r[c] if c != "error" else r["predicted_s"] / r["measured_s"] - 1 for c in cols])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r[c] if c != "error" else r["predicted_s"] / r["measured_s"] - 1 for c in cols])
+    write_text_atomic(path, fh.getvalue())
 
 
 def _ms(s: float) -> str:
@@ -99,7 +103,7 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
                          f"{k['error']:+.1%} |")
     lines += ["", "Per-operator rows: `opfit.csv` (`bound`: which roofline term the model says binds). "
               "Plot: `opfit.png`.", ""]
-    path.write_text("\n".join(lines))
+    write_text_atomic(path, "\n".join(lines))
 
 
 def plot(rows: Sequence[dict], summary: dict, path: Path) -> None:
@@ -152,6 +156,9 @@ def plot(rows: Sequence[dict], summary: dict, path: Path) -> None:
         bx.set_ylim(max(ymin / 2, 1e-4), max(max(meas), max(pred)) * 3)
     fig.suptitle("Roofline cost model vs measured kernel times, one device, one thread (grey band: ±25%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # an interrupt leaves no half-written figure
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...model.cluster import Cluster, Device
 from ...model.network import SwitchedNetwork
+from ...results.io import write_text_atomic
 
 __all__ = [
     "PROFILE_ROOT",
@@ -213,10 +214,11 @@ def write_presets(prof: dict, out: Path) -> tuple[Path, Path | None]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c, n = out / "cluster.yaml", out / "network.yaml"
-    c.write_text(cluster_yaml(prof))
+    # atomic: `cluster=profiled` reads the newest profile, which an interrupt must not leave half-written
+    write_text_atomic(c, cluster_yaml(prof))
     if "bandwidth_bytes_per_s" in prof:
-        n.write_text(network_yaml(prof))
-    (out / "profile.json").write_text(json.dumps(prof, indent=2))
+        write_text_atomic(n, network_yaml(prof))
+    write_text_atomic(out / "profile.json", json.dumps(prof, indent=2))
     return c, (n if n.exists() else None)
 
 
