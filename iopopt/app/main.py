@@ -50,6 +50,7 @@ _SUBCOMMANDS = {
 def _subcommand(name: str, argv: list[str]) -> int:
     import importlib
 
+    register_entry_point_solvers()  # solvers of other packages become options of the solver group
     return importlib.import_module(_SUBCOMMANDS[name], __package__).main(argv)
 
 
@@ -118,14 +119,19 @@ def main(cfg: DictConfig | None = None) -> float | None:
     config and returns its ``latency_s`` (NaN without a plan), like the Hydra
     task function does for a sweeper.
     """
-    register_entry_point_solvers()  # solvers of other packages become options of the solver group
     if cfg is not None:
+        register_entry_point_solvers()  # solvers of other packages become options of the solver group
         return _task(cfg)
+    if len(sys.argv) > 1 and sys.argv[1] in _SUBCOMMANDS:  # `iopopt profile|opfit|show [...]`
+        sys.exit(interruptible(f"iopopt {sys.argv[1]}", _subcommand, sys.argv[1], sys.argv[2:]))
+    return interruptible("iopopt", _cli)  # an interrupt while the overrides are checked is one line too
+
+
+def _cli() -> float | None:
+    register_entry_point_solvers()  # solvers of other packages become options of the solver group
     if "--version" in sys.argv[1:]:  # iopopt's version, not Hydra's
         print(version_line())
         sys.exit(0)
-    if len(sys.argv) > 1 and sys.argv[1] in _SUBCOMMANDS:  # `iopopt profile|opfit|show [...]`
-        sys.exit(interruptible(f"iopopt {sys.argv[1]}", _subcommand, sys.argv[1], sys.argv[2:]))
     if os.getcwd() not in sys.path and "" not in sys.path:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)
@@ -140,7 +146,7 @@ def main(cfg: DictConfig | None = None) -> float | None:
     from .._lifecycle import watch_joblib_workers
 
     watch_joblib_workers()  # a sweep's joblib workers end when this process dies, even by SIGKILL
-    return interruptible("iopopt", _task)
+    return _task()
 
 
 def interruptible(prog: str, fn, *args):
