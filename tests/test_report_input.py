@@ -147,6 +147,7 @@ sys.exit(main([sys.argv[1]]))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
 def test_report_interrupted_by_sigint_is_one_line_and_leaves_nothing_half_written(good_sweep, tmp_path):
+    import contextlib
     import os
     import signal
     import subprocess
@@ -162,7 +163,7 @@ def test_report_interrupted_by_sigint_is_one_line_and_leaves_nothing_half_writte
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
     marker = tmp_path / "stalled"
     proc = subprocess.Popen([sys.executable, "-c", _STALLED_REPORT, str(sweep), str(marker)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -171,9 +172,9 @@ def test_report_interrupted_by_sigint_is_one_line_and_leaves_nothing_half_writte
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        with contextlib.suppress(OSError):  # whatever happened, nothing of the report is left (drawing workers)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(lines) == 1, err

@@ -177,7 +177,9 @@ def draw_all(tasks: list[tuple], workers: int | None = None) -> list[Path | None
     except ValueError:  # pragma: no cover - no fork on this platform
         return [_draw(t) for t in tasks]
     _plt()  # matplotlib imported once, here, before the workers fork
-    pool = ProcessPoolExecutor(n, mp_context=context, initializer=_worker_signals)
+    import os
+
+    pool = ProcessPoolExecutor(n, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),))
     try:
         out = list(pool.map(_draw, tasks))
     except BaseException:  # an interrupt (or a failed figure): end the workers now, not after their figures
@@ -187,13 +189,17 @@ def draw_all(tasks: list[tuple], workers: int | None = None) -> list[Path | None
     return out
 
 
-def _worker_signals() -> None:
+def _worker_init(parent: int) -> None:
     """A drawing worker leaves SIGINT (Ctrl-C reaches the whole process group) and SIGTERM to its parent,
-    which ends it (:func:`_abandon`); it does not inherit the parent's SIGTERM handler."""
+    which ends it (:func:`_abandon`), and ends itself when the parent dies (a SIGKILL: it would wait for
+    tasks forever, its sibling holding the task pipe open)."""
     import signal
+
+    from .._lifecycle import watch_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    watch_parent(parent=parent)
 
 
 def _abandon(pool, tasks: list[tuple]) -> None:
