@@ -294,3 +294,39 @@ def test_the_testbed_experiments_compose():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="config", overrides=["experiment=paper_measured"])
     assert check_top_level(cfg)["study"] == "paper_measured" and cfg.executor == "testbed"
+
+
+def test_owed_dilation_time_is_the_stretched_cpu_time_beyond_what_the_kernel_took():
+    from iopopt.exec.distributed.rank import _owed
+
+    assert _owed(0.001, 0.001, 30.0) == pytest.approx(0.029)
+    assert _owed(0.001, 0.004, 30.0) == pytest.approx(0.026)  # preempted for 3 ms: that part is already spent
+    assert _owed(0.001, 0.05, 30.0) == 0.0
+    assert _owed(0.0, 0.0, 30.0) == 0.0
+
+
+def test_dilated_kernels_are_slept_before_the_next_message_and_the_end():
+    """Time dilation sleeps what a rank's kernels owe before its next exchange (not after every kernel).
+
+    Every rank's inference must still last at least its dilated compute, and messages depend on it: each
+    rank of the all-OC plan waits for the other's dilated kernels, so neither finishes sooner.
+    """
+    from iopopt.exec.distributed import DistributedExecutor
+
+    module, problem = _problem(2, SwitchedNetwork(1e9))
+    program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
+    factor = 200.0
+    runs = {}
+    for name, dil in (("raw", None), ("dilated", (factor, factor))):
+        ex = DistributedExecutor(2, threads=1, dtype=torch.float64, warmup=1, repeats=3, timeout_s=60,
+                                 run_timeout_s=120, compute_dilation=dil)
+        t = ex.run(program, module)
+        assert check_trace(program, t, module).passed
+        runs[name] = t
+    raw, dil = runs["raw"], runs["dilated"]
+    compute = [sum(s.compute_s for s in r.steps) for r in dil.ranks]
+    for r, c in zip(dil.ranks, compute):
+        assert min(r.e2e_s) >= 0.9 * c, (r.e2e_s, c)  # the owed time was slept inside the inference
+    assert dil.latency_s >= 0.9 * max(compute)
+    raw_compute = max(sum(s.compute_s for s in r.steps) for r in raw.ranks)
+    assert max(compute) >= 20 * raw_compute, (compute, raw_compute)  # stretched (200x the CPU time)

@@ -71,6 +71,9 @@ class _RankRunner:
                     n += len(ph)
                 self.tags[(p, i)] = bases
         self._posted: dict[int, tuple] = {}
+        # the testbed's time dilation: seconds of stretched kernel time owed, slept before the next message
+        self._owed = 0.0
+        self._slept = 0.0
         self.setup_s = time.perf_counter() - t0
         self._reset_counters()
 
@@ -90,6 +93,7 @@ class _RankRunner:
         is reused.
         """
         dist, r = self.dist, self.rank
+        self._pay()  # the kernels before this exchange end before it starts
         works, keep = [], []
         got: dict[int, Tensor] = {}
         # receives first: gloo queues a "ready to receive" notice behind bulk data already queued on the
@@ -117,6 +121,14 @@ class _RankRunner:
         for w in works:
             w.wait()
         return got
+
+    def _pay(self) -> None:
+        """Sleep what the dilated kernels since the last message still owe (the testbed; else nothing)."""
+        if self._owed > 0:
+            t0 = time.perf_counter()
+            time.sleep(self._owed)
+            self._slept += time.perf_counter() - t0
+        self._owed = 0.0
 
     def _prepost(self, p: int) -> None:
         """Post now the receives of step ``p`` (their buffers are fresh, so any time before use is safe)."""
@@ -159,12 +171,14 @@ class _RankRunner:
             if fault is not None and fault.step == name:
                 _inject(fault)
             t0 = time.perf_counter()
+            slept0 = self._slept
             if self.s.prepost:
                 if p == 0:
                     self._prepost(0)
                 self._prepost(p + 1)
             bufs = [self._assemble(p, i, res, src, stores) for i, (res, src) in enumerate(zip(step.inputs, op.inputs))]
             t1 = time.perf_counter()
+            slept = self._slept - slept0  # paid inside the exchange, for earlier kernels: counted as compute
             c1 = time.thread_time()
             out = None
             if op.kind == "input":
@@ -194,19 +208,23 @@ class _RankRunner:
                         extra=self.extra.get(p),
                         dtype=self.dtype,
                     )
-            if slow is not None:  # the testbed: the kernel takes as long as on the rank's device
-                _dilate(time.thread_time() - c1, time.perf_counter() - t1, slow)
+            owed = 0.0
+            if slow is not None:  # the testbed: the kernel takes as long as on the rank's device, slept later
+                owed = _owed(time.thread_time() - c1, time.perf_counter() - t1, slow)
+                self._owed += owed
             t2 = time.perf_counter()
             t3 = t2
             if self.s.step_barrier:
+                self._pay()
                 dist.barrier()
                 t3 = time.perf_counter()
-            times.append((t1 - t0, t2 - t1, t3 - t2))
+            times.append((t1 - t0 - slept, t2 - t1 + owed, t3 - t2))
             if out is not None:
                 stores[name] = out
             del bufs
             for gone in job.freed_at.get(p, ()):
                 stores.pop(gone, None)
+        self._pay()
         e2e = time.perf_counter() - t_start
         return result, times, e2e
 
@@ -265,9 +283,14 @@ class _Gloo:
         return self.runner._exchange(transfers, self.bases[phase], self.shape, read)
 
 
+def _owed(cpu_s: float, wall_s: float, factor: float) -> float:
+    """How much longer work of ``cpu_s`` CPU seconds, which took ``wall_s``, must last to take ``factor × cpu_s``."""
+    return max(0.0, cpu_s * factor - max(wall_s, cpu_s))
+
+
 def _dilate(cpu_s: float, wall_s: float, factor: float) -> None:
     """Sleep so that work of ``cpu_s`` CPU seconds, which took ``wall_s`` so far, lasts ``factor × cpu_s``."""
-    left = cpu_s * factor - max(wall_s, cpu_s)
+    left = _owed(cpu_s, wall_s, factor)
     if left > 0:
         time.sleep(left)
 
