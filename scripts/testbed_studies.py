@@ -4,6 +4,7 @@
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity         # outputs/reference/fidelity/
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity --all   # every model x cluster x network
     .venv/bin/python scripts/testbed_studies.py paper --summary-only      # summary.json of what points.jsonl has
+    flock -x /work/cpu.lock .venv/bin/python scripts/testbed_studies.py fidelity --minutes 12   # in pieces
 
 Needs root (the testbed) and an `iopopt profile` (outputs/profile/latest): CPU fractions are relative to its
 core. `fidelity` without --all measures a balanced quarter of the grid (every model, every cluster and every
@@ -118,7 +119,8 @@ def plot(out: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     core = build_cluster({"profile": "latest"}).devices[0]
-    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv}
+    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
+            "stop_after_s": float(argv[argv.index("--minutes") + 1]) * 60 if "--minutes" in argv else None}
     if argv and argv[0] == "paper":
         s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=("single", "coedge", "greedy_iop"),
                       **opts)
