@@ -330,3 +330,23 @@ def test_dilated_kernels_are_slept_before_the_next_message_and_the_end():
     assert dil.latency_s >= 0.9 * max(compute)
     raw_compute = max(sum(s.compute_s for s in r.steps) for r in raw.ranks)
     assert max(compute) >= 20 * raw_compute, (compute, raw_compute)  # stretched (200x the CPU time)
+
+
+def test_a_study_stops_starting_configurations_after_its_time_and_says_how_to_resume(tmp_path):
+    from iopopt.studies.testbed_study import Config, _run
+
+    cfg = Config("synthetic", "c", Cluster.homogeneous(2, 1e9), "n", SwitchedNetwork(1e9))
+    said: list[str] = []
+    rows, _ = _run([cfg], tmp_path, Device("core", 1e10), said.append, stop_after_s=0.0)
+    assert rows == [] and not (tmp_path / "points.jsonl").exists()
+    assert len(said) == 1 and "resumes from" in said[0] and str(tmp_path / "points.jsonl") in said[0]
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "true"])
+def test_study_minutes_must_be_a_number_of_minutes(bad):
+    from iopopt.app.configs import ConfigError
+    from iopopt.app.measure import check_executor
+
+    value = {"soon": "soon", "-1": -1, "true": True}[bad]
+    with pytest.raises(ConfigError, match="testbed.study_minutes must be null or a number"):
+        check_executor({"executor": "distributed", "testbed": {"study_minutes": value}})

@@ -96,7 +96,8 @@ def run_testbed_study(study: str, cfg, settings: dict, ctx: JobContext, started:
     f = dict(settings.get("fidelity") or {})
     core = build_cluster({"profile": tb.get("profile", "latest")}).devices[0]
     opts = {"passes": 2, "repeats": int(f.get("repeats") or tb.get("repeats") or 3),
-            "warmup": int(f.get("warmup") or tb.get("warmup") or 1), "timeout_s": float(tb.get("timeout_s") or 300)}
+            "warmup": int(f.get("warmup") or tb.get("warmup") or 1), "timeout_s": float(tb.get("timeout_s") or 300),
+            "stop_after_s": None if tb.get("study_minutes") is None else float(tb["study_minutes"]) * 60}
     try:
         if study == "paper_measured":
             summary = run_paper(paper_configs(), dest, core, log.info, solvers=("single", "coedge", "greedy_iop"),
