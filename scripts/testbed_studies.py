@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from iopopt.app.configs import build_cluster
-from iopopt.app.testbed_studies import fidelity_configs, paper_configs
+from iopopt.app.testbed_studies import PAPER_SOLVERS, fidelity_configs, paper_configs
 from iopopt.studies.testbed_study import run_fidelity, run_paper
 
 REF = Path("outputs/reference")
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
             "stop_after_s": float(argv[argv.index("--minutes") + 1]) * 60 if "--minutes" in argv else None}
     if argv and argv[0] == "paper":
-        s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=("single", "coedge", "greedy_iop"),
+        s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=PAPER_SOLVERS,
                       **opts)
         _log(f"paper_measured: {len(s['instances'])} instances")
         return 0
