@@ -350,3 +350,17 @@ def test_study_minutes_must_be_a_number_of_minutes(bad):
     value = {"soon": "soon", "-1": -1, "true": True}[bad]
     with pytest.raises(ConfigError, match="testbed.study_minutes must be null or a number"):
         check_executor({"executor": "distributed", "testbed": {"study_minutes": value}})
+
+
+@needs_testbed
+def test_a_completed_testbed_study_exits_0_though_its_record_has_no_plan(tmp_path):
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "cluster.yaml").write_text(_PROFILE)
+    run_dir = tmp_path / "run"
+    got = subprocess.run([sys.executable, "-m", "iopopt", "experiment=paper_measured", "testbed.study_minutes=0",
+                          f"testbed.profile={prof}", f"hydra.run.dir={run_dir}"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr[-2000:]
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["termination"] == "completed" and rec["latency_s"] is None
