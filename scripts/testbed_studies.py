@@ -40,11 +40,10 @@ def _steps(model: str) -> int:
 
 
 def calibrate_overhead(out: Path, core) -> dict:
-    """The per-operator overhead the testbed shows beyond the model's, fitted on the single-device plans.
+    """A diagnostic, IN-SAMPLE: the per-operator overhead the testbed shows beyond the model's, fitted on the
+    single-device plans (the model itself takes the profile's op_overhead_s / fraction, out of sample).
 
-    The testbed stretches a rank's whole kernel call (Python included) by 1 / fraction, so its overhead per
-    operator is the executor's per-step CPU time / fraction, not the profile's fitted op_overhead_s /
-    fraction. Fitted: o = median over single plans of (measured - predicted) x fraction(host) / steps; then
+    Fitted: o = median over single plans of (measured - predicted) x fraction(host) / steps; then
     every prediction gets steps x o / fraction(host) added (one shift per configuration: ranks within a
     configuration are unchanged). Written into summary.json as `model_calibrated`.
     """
