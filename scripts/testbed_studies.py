@@ -4,6 +4,7 @@
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity         # outputs/reference/fidelity/
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity --all   # every model x cluster x network
     .venv/bin/python scripts/testbed_studies.py paper --summary-only      # summary.json of what points.jsonl has
+    flock -x /work/cpu.lock .venv/bin/python scripts/testbed_studies.py fidelity --minutes 12   # in pieces
 
 Needs root (the testbed) and an `iopopt profile` (outputs/profile/latest): CPU fractions are relative to its
 core. `fidelity` without --all measures a balanced quarter of the grid (every model, every cluster and every
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from iopopt.app.configs import build_cluster
-from iopopt.app.testbed_studies import fidelity_configs, paper_configs
+from iopopt.app.testbed_studies import PAPER_SOLVERS, fidelity_configs, paper_configs
 from iopopt.studies.testbed_study import run_fidelity, run_paper
 
 REF = Path("outputs/reference")
@@ -39,11 +40,10 @@ def _steps(model: str) -> int:
 
 
 def calibrate_overhead(out: Path, core) -> dict:
-    """The per-operator overhead the testbed shows beyond the model's, fitted on the single-device plans.
+    """A diagnostic, IN-SAMPLE: the per-operator overhead the testbed shows beyond the model's, fitted on the
+    single-device plans (the model itself takes the profile's op_overhead_s / fraction, out of sample).
 
-    The testbed stretches a rank's whole kernel call (Python included) by 1 / fraction, so its overhead per
-    operator is the executor's per-step CPU time / fraction, not the profile's fitted op_overhead_s /
-    fraction. Fitted: o = median over single plans of (measured - predicted) x fraction(host) / steps; then
+    Fitted: o = median over single plans of (measured - predicted) x fraction(host) / steps; then
     every prediction gets steps x o / fraction(host) added (one shift per configuration: ranks within a
     configuration are unchanged). Written into summary.json as `model_calibrated`.
     """
@@ -118,9 +118,10 @@ def plot(out: Path) -> Path:
 
 def main(argv: list[str]) -> int:
     core = build_cluster({"profile": "latest"}).devices[0]
-    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv}
+    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
+            "stop_after_s": float(argv[argv.index("--minutes") + 1]) * 60 if "--minutes" in argv else None}
     if argv and argv[0] == "paper":
-        s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=("single", "coedge", "greedy_iop"),
+        s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=PAPER_SOLVERS,
                       **opts)
         _log(f"paper_measured: {len(s['instances'])} instances")
         return 0

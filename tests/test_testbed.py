@@ -294,3 +294,73 @@ def test_the_testbed_experiments_compose():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
         cfg = compose(config_name="config", overrides=["experiment=paper_measured"])
     assert check_top_level(cfg)["study"] == "paper_measured" and cfg.executor == "testbed"
+
+
+def test_owed_dilation_time_is_the_stretched_cpu_time_beyond_what_the_kernel_took():
+    from iopopt.exec.distributed.rank import _owed
+
+    assert _owed(0.001, 0.001, 30.0) == pytest.approx(0.029)
+    assert _owed(0.001, 0.004, 30.0) == pytest.approx(0.026)  # preempted for 3 ms: that part is already spent
+    assert _owed(0.001, 0.05, 30.0) == 0.0
+    assert _owed(0.0, 0.0, 30.0) == 0.0
+
+
+def test_dilated_kernels_are_slept_before_the_next_message_and_the_end():
+    """Time dilation sleeps what a rank's kernels owe before its next exchange (not after every kernel).
+
+    Every rank's inference must still last at least its dilated compute, and messages depend on it: each
+    rank of the all-OC plan waits for the other's dilated kernels, so neither finishes sooner.
+    """
+    from iopopt.exec.distributed import DistributedExecutor
+
+    module, problem = _problem(2, SwitchedNetwork(1e9))
+    program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
+    factor = 200.0
+    runs = {}
+    for name, dil in (("raw", None), ("dilated", (factor, factor))):
+        ex = DistributedExecutor(2, threads=1, dtype=torch.float64, warmup=1, repeats=3, timeout_s=60,
+                                 run_timeout_s=120, compute_dilation=dil)
+        t = ex.run(program, module)
+        assert check_trace(program, t, module).passed
+        runs[name] = t
+    raw, dil = runs["raw"], runs["dilated"]
+    compute = [sum(s.compute_s for s in r.steps) for r in dil.ranks]
+    for r, c in zip(dil.ranks, compute):
+        assert min(r.e2e_s) >= 0.9 * c, (r.e2e_s, c)  # the owed time was slept inside the inference
+    assert dil.latency_s >= 0.9 * max(compute)
+    raw_compute = max(sum(s.compute_s for s in r.steps) for r in raw.ranks)
+    assert max(compute) >= 20 * raw_compute, (compute, raw_compute)  # stretched (200x the CPU time)
+
+
+def test_a_study_stops_starting_configurations_after_its_time_and_says_how_to_resume(tmp_path):
+    from iopopt.studies.testbed_study import Config, _run
+
+    cfg = Config("synthetic", "c", Cluster.homogeneous(2, 1e9), "n", SwitchedNetwork(1e9))
+    said: list[str] = []
+    rows, _ = _run([cfg], tmp_path, Device("core", 1e10), said.append, stop_after_s=0.0)
+    assert rows == [] and not (tmp_path / "points.jsonl").exists()
+    assert len(said) == 1 and "resumes from" in said[0] and str(tmp_path / "points.jsonl") in said[0]
+
+
+@pytest.mark.parametrize("bad", ["soon", "-1", "true"])
+def test_study_minutes_must_be_a_number_of_minutes(bad):
+    from iopopt.app.configs import ConfigError
+    from iopopt.app.measure import check_executor
+
+    value = {"soon": "soon", "-1": -1, "true": True}[bad]
+    with pytest.raises(ConfigError, match="testbed.study_minutes must be null or a number"):
+        check_executor({"executor": "distributed", "testbed": {"study_minutes": value}})
+
+
+@needs_testbed
+def test_a_completed_testbed_study_exits_0_though_its_record_has_no_plan(tmp_path):
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "cluster.yaml").write_text(_PROFILE)
+    run_dir = tmp_path / "run"
+    got = subprocess.run([sys.executable, "-m", "iopopt", "experiment=paper_measured", "testbed.study_minutes=0",
+                          f"testbed.profile={prof}", f"hydra.run.dir={run_dir}"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr[-2000:]
+    rec = json.loads((run_dir / "result.json").read_text())
+    assert rec["termination"] == "completed" and rec["latency_s"] is None

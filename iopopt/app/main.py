@@ -54,6 +54,10 @@ def _subcommand(name: str, argv: list[str]) -> int:
     return importlib.import_module(_SUBCOMMANDS[name], __package__).main(argv)
 
 
+#: Studies whose record is a measurement summary, not one plan: completed without a latency is a success.
+_PLANLESS_STUDIES = ("fidelity", "paper_measured")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _task(cfg: DictConfig) -> float:
     """The Hydra task function: one job."""
@@ -71,7 +75,8 @@ def _task(cfg: DictConfig) -> float:
 
         print(f"iopopt: {write_error_line(exc)}", file=sys.stderr)
         sys.exit(1)
-    if not ctx.multirun and (rec["termination"] == "error" or rec["latency_s"] is None):
+    no_plan = rec["latency_s"] is None and rec.get("study") not in _PLANLESS_STUDIES
+    if not ctx.multirun and (rec["termination"] == "error" or no_plan):
         sys.exit(1)  # a failed run, or one that ends with no plan, is a failed command; in a sweep the others go on
     # the metric a sweeper (e.g. Optuna) would minimise; NaN marks a job without a plan
     return rec["latency_s"] if rec["latency_s"] is not None else math.nan

@@ -19,7 +19,7 @@ from .configs import ConfigError
 __all__ = ["EXECUTORS", "check_executor", "measure"]
 
 EXECUTORS = ("distributed", "testbed")
-_KEYS = frozenset({"profile", "warmup", "repeats", "timeout_s", "run_timeout_s", "cores"})
+_KEYS = frozenset({"profile", "warmup", "repeats", "timeout_s", "run_timeout_s", "cores", "study_minutes"})
 
 
 def check_executor(settings: dict) -> str | None:
@@ -33,6 +33,9 @@ def check_executor(settings: dict) -> str | None:
     unknown = sorted(set(tb) - _KEYS)
     if unknown:
         raise ConfigError(f"testbed.{unknown[0]} is not a setting; valid: {', '.join(sorted(_KEYS))}")
+    minutes = tb.get("study_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes < 0):
+        raise ConfigError(f"testbed.study_minutes must be null or a number of minutes >= 0, got {minutes!r}")
     if ex == "testbed":
         from ..exec.testbed import unavailable_reason
 

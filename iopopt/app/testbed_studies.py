@@ -10,7 +10,9 @@ folder already has one) and ``summary.json`` into ``<run dir>/<study>/``.
   and 10 Mbit/s and switched Ethernet at 1 Gbit/s and 100 Mbit/s; the plans
   of ``fidelity.solvers`` and two random plans, each measured twice.
 * paper_measured: alexnet, vgg16 and resnet18 on 2–4 RPi 4 over Ethernet and
-  Wi-Fi: single (one device), coedge and greedy_iop, measured and predicted.
+  Wi-Fi: single (one device), coedge and greedy_iop, measured and predicted,
+  and ilp's plan (the model's optimum) among the candidates for the best
+  plan's speedup over one device.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from .configs import build_cluster
 from .context import JobContext
 from .targets import build_network
 
-__all__ = ["fidelity_configs", "paper_configs", "run_testbed_study"]
+__all__ = ["fidelity_configs", "paper_configs", "run_testbed_study", "PAPER_SOLVERS"]
+
+#: The plans the paper_measured study measures per instance.
+PAPER_SOLVERS = ("single", "coedge", "greedy_iop", "ilp")
 
 log = logging.getLogger("iopopt")
 
@@ -96,10 +101,11 @@ def run_testbed_study(study: str, cfg, settings: dict, ctx: JobContext, started:
     f = dict(settings.get("fidelity") or {})
     core = build_cluster({"profile": tb.get("profile", "latest")}).devices[0]
     opts = {"passes": 2, "repeats": int(f.get("repeats") or tb.get("repeats") or 3),
-            "warmup": int(f.get("warmup") or tb.get("warmup") or 1), "timeout_s": float(tb.get("timeout_s") or 300)}
+            "warmup": int(f.get("warmup") or tb.get("warmup") or 1), "timeout_s": float(tb.get("timeout_s") or 300),
+            "stop_after_s": None if tb.get("study_minutes") is None else float(tb["study_minutes"]) * 60}
     try:
         if study == "paper_measured":
-            summary = run_paper(paper_configs(), dest, core, log.info, solvers=("single", "coedge", "greedy_iop"),
+            summary = run_paper(paper_configs(), dest, core, log.info, solvers=PAPER_SOLVERS,
                                 **opts)
             what = f"paper_measured ({len(summary['instances'])} instances)"
         else:

@@ -120,7 +120,7 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 
 def _run(configs: Sequence[Config], out: Path, core: Device, log: Callable[[str], None], measure: bool = True,
-         **kw) -> tuple[list, dict]:
+         stop_after_s: float | None = None, **kw) -> tuple[list, dict]:
     out.mkdir(parents=True, exist_ok=True)
     pts = out / "points.jsonl"
     done = set()
@@ -132,9 +132,13 @@ def _run(configs: Sequence[Config], out: Path, core: Device, log: Callable[[str]
     meta = out / "testbed.json"
     if meta.exists():
         setup = json.loads(meta.read_text())
+    start = time.perf_counter()
     for cfg in configs:
         if (cfg.model, cfg.cluster_name, cfg.network_name) in done or not measure:
             continue
+        if stop_after_s is not None and time.perf_counter() - start > stop_after_s:
+            log(f"stopped after {stop_after_s:.0f} s; the same command resumes from {pts}")
+            break
         t0 = time.perf_counter()
         try:
             got, setup = measure_config(cfg, core, **kw)

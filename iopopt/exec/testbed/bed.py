@@ -89,9 +89,19 @@ class TestbedSpec:
       measured where compute and messages account for 0.2 s).
     * ``dilate`` (default): time dilation, EMULATED in the rank: it measures
       the CPU time of every kernel (``time.thread_time``, one torch thread)
-      and sleeps until the kernel has taken ``1 / fraction`` times as long
-      (message handling and buffer assembly run at this machine's speed); a
-      CFS quota of one core per rank stays as a cap.
+      and owes the rest of ``1 / fraction`` times it, slept before the rank's
+      next message and at the end of the inference (message handling and
+      buffer assembly run at this machine's speed); a CFS quota of one core
+      per rank stays as a cap. Sleeping after every kernel instead let other
+      processes evict the rank's caches between kernels: the next kernel took
+      more CPU time, stretched ``1 / fraction`` times (mobilenet_v2 on one
+      RPi-class rank, 2.5x the sum of its undilated kernels). For the same
+      reason the time stretched is the kernel's CPU time warm: in the warmup
+      inferences every kernel runs twice in a row and the second run's CPU
+      time (least over warmups) is the reference; a timed kernel lasts
+      ``reference / fraction`` or its own wall time if longer (a kernel
+      after a message or a sleep starts with cold caches, and that extra
+      time is not stretched).
     """
 
     k: int
@@ -221,8 +231,10 @@ class Testbed:
         mech = (f"cgroup-v1 CFS quota of the fraction per rank, cpu.shares={SHARES}, 1 torch thread"
                 if self.spec.cpu_mode == "quota" else
                 "EMULATED time dilation: each kernel's CPU time on the rank (thread_time, 1 torch thread) is "
-                f"stretched to CPU time / fraction by sleeping (the rest of a step, messages and buffer "
-                f"assembly, runs at this machine's speed); CFS quota of 1 core per rank as a cap, "
+                f"stretched to CPU time / fraction by sleeping (the CPU time of the kernel run again at once in "
+                f"the warmup, caches warm), the sleep owed until the rank's next message or "
+                f"the end of the inference (the rest of a step, messages and buffer assembly, runs at this "
+                f"machine's speed); CFS quota of 1 core per rank as a cap, "
                 f"cpu.shares={SHARES}")
         return {
             "cpu": {"mode": self.spec.cpu_mode, "mechanism": mech, "ranks": ranks},
