@@ -202,10 +202,13 @@ roofline_devices = st.lists(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6))
-def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
+@given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6),
+       working_set=st.sampled_from([(None, None), (1e3, 1e6), (64.0, 1e8)]))
+def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_set):
+    cache, dram = working_set
     cluster = Cluster(tuple(Device(f"d{i}", f, kind_flops_per_s=r, memory_bandwidth_bytes_per_s=bw,
-                                   kind_bytes_per_s=kbw, op_overhead_s=o) for i, (f, r, bw, kbw, o) in enumerate(devs)))
+                                   kind_bytes_per_s=kbw, op_overhead_s=o, cache_bytes=cache, dram_bytes_per_s=dram)
+                            for i, (f, r, bw, kbw, o) in enumerate(devs)))
     problem = iopopt.Problem(_graph(seed), cluster, NET)
     plan = _draw_plan(problem, random.Random(plan_seed))
     report = evaluate(problem, plan)
@@ -216,9 +219,17 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
         for d, dev in enumerate(cluster.devices):
             if not term.active[d]:
                 continue
-            rate = dev.kind_flops_per_s.get(op.kind, dev.flops_per_s)
+            pointwise = op.kind == "conv" and tuple(op.params["kernel"]) == (1, 1)
+            kind = "pwconv" if pointwise else op.kind
+            rate = dev.kind_flops_per_s.get(kind, dev.flops_per_s)
             floor = term.flops[d] / rate
-            bw = dev.kind_bytes_per_s.get(op.kind, dev.memory_bandwidth_bytes_per_s)
+            bw = dev.kind_bytes_per_s.get(kind)
+            if bw is None and pointwise:
+                bw = dev.kind_bytes_per_s.get("conv")
+            if bw is None:
+                bw = dev.memory_bandwidth_bytes_per_s
+            if cache is not None and term.moved_bytes[d] > cache:
+                bw = dram if bw is None else min(bw, dram)
             if bw is not None:
                 floor = max(floor, term.moved_bytes[d] / bw)
             assert term.device_compute_s[d] == pytest.approx(floor + dev.op_overhead_s, rel=1e-12)
