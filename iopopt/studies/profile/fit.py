@@ -12,9 +12,9 @@ weighed by the operator's time to the power :data:`WEIGHT_POWER` (so the
 typical operator's relative error, not the largest operator's, is what is
 fitted), by exhaustive search on log-spaced grids. With the bandwidth of a
 copy larger than the caches (``dram_bytes_per_s``), the working-set
-bandwidth is fitted too: with that overhead, the ``cache_bytes`` (from a grid
-of sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at
-the copy's bandwidth, kept when it lowers the loss. A kind's rate is kept only
+bandwidth is fitted too, with the overhead: the ``cache_bytes`` (from a grid of
+sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at the
+copy's bandwidth, kept when it lowers the loss. A kind's rate is kept only
 where it binds (the FLOP term is the larger for some sample), likewise its
 bandwidth; the device's memory bandwidth is the fit of the tensor copies
 (``cat``, and the copies the executors make for ``flatten`` and
@@ -74,18 +74,6 @@ def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.array([s["time_s"] for s in samples], float))
 
 
-def _working_set(arrays: dict, overhead: float, base_loss: float, dram: float) -> tuple | None:
-    """``(loss, cache_bytes, dram_bytes_per_s, fits)`` of the best working-set bandwidth, if it beats ``base_loss``."""
-    best = None
-    for cache in CACHE_SIZES:
-        fits = {k: fit_kind(f, b, t, overhead, floor=np.where(b > cache, b / dram, 0.0))
-                for k, (f, b, t) in arrays.items()}
-        loss = sum(f[0] for f in fits.values())
-        if loss < base_loss - 1e-9 and (best is None or loss < best[0]):
-            best = (loss, float(cache), float(dram), fits)
-    return best
-
-
 def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None,
                  dram_bytes_per_s: float | None = None) -> dict:
     """The roofline figures of a device from in-context samples (``kind``, ``flops``, ``bytes``, ``time_s``).
@@ -109,16 +97,18 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
         groups["(copies)"] = copies
     arrays = {k: _arrays(v) for k, v in groups.items()}
     best = None
+    caches = (None,) if dram_bytes_per_s is None else (None, *CACHE_SIZES)
     for o in overheads if overheads is not None else _OVERHEADS:
-        fits = {k: fit_kind(*a, o) for k, a in arrays.items()}
-        loss = sum(f[0] for f in fits.values())
-        if best is None or loss < best[0]:
-            best = (loss, float(o), fits)
+        for size in caches:  # None first: a working set is kept only where it lowers the loss
+            fits = {k: fit_kind(f, b, t, o, floor=None if size is None else np.where(b > size, b / dram_bytes_per_s,
+                                                                                     0.0))
+                    for k, (f, b, t) in arrays.items()}
+            loss = sum(f[0] for f in fits.values())
+            if best is None or loss < best[0] - 1e-9:
+                best = (loss, float(o), size, fits)
     assert best is not None
-    loss, overhead, fits = best
-    cache = dram = None
-    if dram_bytes_per_s is not None and (ws := _working_set(arrays, overhead, loss, dram_bytes_per_s)) is not None:
-        _, cache, dram, fits = ws
+    loss, overhead, cache, fits = best
+    dram = None if cache is None else float(dram_bytes_per_s)  # type: ignore[arg-type]
     _, conv_rate, _ = fits["conv"]
     bandwidth = fits["(copies)"][2] if copies else max(f[2] for f in fits.values())
     out: dict = {"flops_per_s": conv_rate, "kind_flops_per_s": {}, "memory_bandwidth_bytes_per_s": bandwidth,
