@@ -77,6 +77,37 @@ def test_fit_recovers_a_known_roofline():
     assert max(errors) < 0.12 and float(np.median(errors)) < 0.05
 
 
+def test_fit_recovers_pointwise_convs_and_the_working_set():
+    """Truth: 1x1 convs at their own rate; beyond 4 MB every kind's bytes move at most at the DRAM's 2e10 B/s."""
+    rng = np.random.default_rng(1)
+    rates = {"conv": (1.5e11, 4e9), "pwconv": (6e10, 1e10), "act": (None, 1e11), "bn": (None, 5e10)}
+    samples = []
+    for kind, n in (("conv", 25), ("pwconv", 25), ("act", 30), ("bn", 20), ("cat", 5)):
+        rate, bw = rates.get(kind, (None, 3e10))
+        for _ in range(n):
+            nbytes = float(10 ** rng.uniform(5, 7.5))
+            flops = nbytes * {"conv": 10 ** rng.uniform(0.3, 2.5), "pwconv": 10 ** rng.uniform(0.3, 2.5),
+                              "act": 0.125, "bn": 0.125}.get(kind, 0.0)
+            t = max(flops / rate if rate else 0.0, nbytes / bw, nbytes / 2e10 if nbytes > 4e6 else 0.0)
+            samples.append({"kind": kind, "flops": flops, "bytes": nbytes, "time_s": t + OVERHEAD})
+    plain = fit_roofline(samples)
+    fit = fit_roofline(samples, dram_bytes_per_s=2e10)
+    assert plain["cache_bytes"] is None and plain["dram_bytes_per_s"] is None  # not asked: no working set
+    assert fit["cache_bytes"] == 4e6 and fit["dram_bytes_per_s"] == 2e10
+    assert fit["kind_flops_per_s"]["pwconv"] == pytest.approx(6e10, rel=0.1)
+    assert fit["flops_per_s"] == pytest.approx(1.5e11, rel=0.1)
+    from iopopt import Device
+
+    keys = ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s", "op_overhead_s")
+    dev = Device("fit", **{k: fit[k] for k in (*keys, "cache_bytes", "dram_bytes_per_s")})
+    errors = [abs(dev.compute_s(s["kind"], s["flops"], s["bytes"]) / s["time_s"] - 1) for s in samples]
+    assert max(errors) < 0.12 and float(np.median(errors)) < 0.05
+    # one bandwidth per kind cannot do that: its acts below and beyond the cache are off
+    flat = Device("flat", **{k: plain[k] for k in keys})
+    acts = [s for s in samples if s["kind"] == "act"]
+    assert max(abs(flat.compute_s("act", s["flops"], s["bytes"]) / s["time_s"] - 1) for s in acts) > 0.3
+
+
 # -- a profile directory -----------------------------------------------------------------------------
 
 
@@ -84,8 +115,9 @@ def fake_profile(devices=1, with_network=True):
     prof = {
         "machine": {"cpu_count": 2, "torch": "2.x", "threads_per_rank": 1, "cpu_model": "Test CPU", "hostname": "h"},
         "ranks": 2, "devices": devices, "stamp": "2030-01-01_00-00-00", "clock": "cpu", "samples": [{}] * 3,
-        "device": {"flops_per_s": 1e11, "kind_flops_per_s": {"maxpool": 4e8}, "memory_bandwidth_bytes_per_s": 3e10,
-                   "kind_bytes_per_s": {"conv": 4e9}, "op_overhead_s": 5e-6},
+        "device": {"flops_per_s": 1e11, "kind_flops_per_s": {"maxpool": 4e8, "pwconv": 5e10},
+                   "memory_bandwidth_bytes_per_s": 3e10, "kind_bytes_per_s": {"conv": 4e9}, "op_overhead_s": 5e-6,
+                   "cache_bytes": 8e6, "dram_bytes_per_s": 2e10},
         "conv_flops_per_s": 1e11, "concurrent_flops_per_s": {"2": 5e10}, "op_overhead_s": 5e-6,
     }
     if with_network:
@@ -102,11 +134,16 @@ def test_presets_round_trip_and_scale_for_ranks_sharing_cores(tmp_path):
     assert dev.bandwidth("conv") == pytest.approx(4e9, rel=1e-3)
     assert dev.bandwidth("act") == pytest.approx(3e10, rel=1e-3)
     assert dev.op_overhead_s == pytest.approx(5e-6, rel=1e-3)
+    assert dev.rate("pwconv") == pytest.approx(5e10, rel=1e-3)
+    assert dev.bandwidth("pwconv") == pytest.approx(4e9, rel=1e-3)  # the conv's
+    assert dev.cache_bytes == pytest.approx(8e6, rel=1e-3)
+    assert dev.bandwidth("act", 9e6) == pytest.approx(2e10, rel=1e-3)
     assert network.latency_s == pytest.approx(1e-3) and network.bandwidth_bytes_per_s == pytest.approx(2e9)
     # two ranks on this machine measured half the solo conv throughput: every figure halves, the overhead doubles
     fig = device_figures(fake_profile(), 2)
     assert fig["flops_per_s"] == pytest.approx(5e10) and fig["kind_flops_per_s"]["maxpool"] == pytest.approx(2e8)
     assert fig["op_overhead_s"] == pytest.approx(1e-5)
+    assert fig["dram_bytes_per_s"] == pytest.approx(1e10) and fig["cache_bytes"] == 8e6  # the caches stay whole
     text = cluster_yaml(fake_profile(), k=2)
     assert "Test CPU" in text and "2030-01-01" in text and text.count("- name: r") == 2
 
@@ -144,6 +181,8 @@ def test_profiled_cluster_and_network_read_the_newest_profile(tmp_path, monkeypa
     cfg = compose_cfg("cluster=profiled", "network=profiled")
     cluster = configs.build_cluster(cfg.cluster)
     assert cluster.k == 1 and cluster.devices[0].flops_per_s == pytest.approx(2e11, rel=1e-3)
+    assert cluster.devices[0].dram_bytes_per_s == pytest.approx(2e10, rel=1e-3)
+    assert cluster.devices[0].kind_flops_per_s["pwconv"] == pytest.approx(5e10, rel=1e-3)
     assert targets.build_network(cfg.network).latency_s == pytest.approx(1e-3)
     older = compose_cfg("cluster=profiled", "cluster.profile=outputs/profile/2030-01-01_00-00-00", "cluster.count=3")
     cluster = configs.build_cluster(older.cluster)
@@ -178,6 +217,10 @@ BAD = {
                            ["cluster.devices[0].memory_bandwidth_bytes_per_s must be a number > 0", "-1000000000.0"]),
     "negative-kind-bandwidth": (["++cluster.devices.0.kind_bytes_per_s.conv=-4e9"],
                                 ["cluster.devices[0].kind_bytes_per_s.conv must be a number > 0"]),
+    "cache-without-dram": (["++cluster.devices.0.cache_bytes=8e6"],
+                           ["cluster.devices[0]", "cache_bytes given but not dram_bytes_per_s"]),
+    "zero-dram": (["++cluster.devices.0.cache_bytes=8e6", "++cluster.devices.0.dram_bytes_per_s=0"],
+                  ["cluster.devices[0].dram_bytes_per_s must be a number > 0, got 0"]),
 }
 
 

@@ -202,10 +202,13 @@ roofline_devices = st.lists(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6))
-def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
+@given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6),
+       working_set=st.sampled_from([(None, None), (1e3, 1e6), (64.0, 1e8)]))
+def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_set):
+    cache, dram = working_set
     cluster = Cluster(tuple(Device(f"d{i}", f, kind_flops_per_s=r, memory_bandwidth_bytes_per_s=bw,
-                                   kind_bytes_per_s=kbw, op_overhead_s=o) for i, (f, r, bw, kbw, o) in enumerate(devs)))
+                                   kind_bytes_per_s=kbw, op_overhead_s=o, cache_bytes=cache, dram_bytes_per_s=dram)
+                            for i, (f, r, bw, kbw, o) in enumerate(devs)))
     problem = iopopt.Problem(_graph(seed), cluster, NET)
     plan = _draw_plan(problem, random.Random(plan_seed))
     report = evaluate(problem, plan)
@@ -216,9 +219,17 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
         for d, dev in enumerate(cluster.devices):
             if not term.active[d]:
                 continue
-            rate = dev.kind_flops_per_s.get(op.kind, dev.flops_per_s)
+            pointwise = op.kind == "conv" and tuple(op.params["kernel"]) == (1, 1)
+            kind = "pwconv" if pointwise else op.kind
+            rate = dev.kind_flops_per_s.get(kind, dev.flops_per_s)
             floor = term.flops[d] / rate
-            bw = dev.kind_bytes_per_s.get(op.kind, dev.memory_bandwidth_bytes_per_s)
+            bw = dev.kind_bytes_per_s.get(kind)
+            if bw is None and pointwise:
+                bw = dev.kind_bytes_per_s.get("conv")
+            if bw is None:
+                bw = dev.memory_bandwidth_bytes_per_s
+            if cache is not None and term.moved_bytes[d] > cache:
+                bw = dram if bw is None else min(bw, dram)
             if bw is not None:
                 floor = max(floor, term.moved_bytes[d] / bw)
             assert term.device_compute_s[d] == pytest.approx(floor + dev.op_overhead_s, rel=1e-12)
@@ -241,6 +252,11 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed):
         (dict(kind_flops_per_s=[("linear", 1e9)]), ["kind_flops_per_s must be a mapping"]),
         (dict(kind_bytes_per_s={"conv": 0.0}), ["kind_bytes_per_s['conv']", "0.0"]),
         (dict(kind_bytes_per_s={"relu": 1e9}), ["'relu'", "kind_bytes_per_s", "valid kinds: conv, dwconv"]),
+        (dict(cache_bytes=8e6), ["cache_bytes given but not dram_bytes_per_s"]),
+        (dict(dram_bytes_per_s=2e10), ["dram_bytes_per_s given but not cache_bytes"]),
+        (dict(cache_bytes=0, dram_bytes_per_s=2e10), ["cache_bytes must be a positive finite number, got 0"]),
+        (dict(cache_bytes=8e6, dram_bytes_per_s=-1.0), ["dram_bytes_per_s must be a positive finite number", "-1.0"]),
+        (dict(cache_bytes=8e6, dram_bytes_per_s=1e300), ["dram_bytes_per_s=1e+300 is outside"]),
     ],
 )
 def test_bad_roofline_device(kwargs, needles):
@@ -250,6 +266,35 @@ def test_bad_roofline_device(kwargs, needles):
     assert "\n" not in msg
     for needle in needles:
         assert needle in msg, (needle, msg)
+
+
+def test_pointwise_convs_and_the_working_set_by_hand():
+    # pwconv: the conv's figures unless it has its own
+    d = Device("d", 1e11, kind_bytes_per_s={"conv": 4e9}, memory_bandwidth_bytes_per_s=3e10)
+    assert d.rate("pwconv") == 1e11 and d.bandwidth("pwconv") == 4e9
+    d = Device("d", 1e11, kind_flops_per_s={"pwconv": 5e10}, kind_bytes_per_s={"conv": 4e9, "pwconv": 1e10})
+    assert d.compute_s("pwconv", 1e8, 1e6) == pytest.approx(max(1e8 / 5e10, 1e6 / 1e10))
+    # the working set: at most the DRAM bandwidth beyond cache_bytes, the kind's own below
+    d = Device("d", 1e11, kind_bytes_per_s={"act": 1e11}, cache_bytes=8e6, dram_bytes_per_s=2e10)
+    assert d.compute_s("act", 1e6, 8e6) == pytest.approx(8e6 / 1e11)
+    assert d.compute_s("act", 1e6, 9e6) == pytest.approx(9e6 / 2e10)
+    assert d.compute_s("bn", 1e6, 9e6) == pytest.approx(9e6 / 2e10)  # no bandwidth of its own: the DRAM's
+    assert d.compute_s("bn", 1e6, 7e6) == pytest.approx(1e6 / 1e11)  # in the cache: bytes free, as before
+    slow = Device("d", 1e11, kind_bytes_per_s={"conv": 4e9}, cache_bytes=8e6, dram_bytes_per_s=2e10)
+    assert slow.compute_s("conv", 1e6, 9e6) == pytest.approx(9e6 / 4e9)  # slower than DRAM already: unchanged
+    assert Device("d", 1e9).compute_s("act", 1e6, 1e12) == Device("d", 1e9).compute_s("act", 1e6)  # flops only
+
+
+def test_one_by_one_convs_priced_as_pwconv_in_the_cost_terms():
+    module = nn.Sequential(nn.Conv2d(4, 8, 1), nn.Conv2d(8, 8, 3, padding=1)).eval()
+    graph = iopopt.trace(module, (1, 4, 6, 6))
+    dev = Device("d", 1e9, kind_flops_per_s={"pwconv": 1e7}, op_overhead_s=1e-6)
+    t = terms(iopopt.Problem(graph, Cluster((dev,)), NET))
+    convs = [op for op in graph if op.kind == "conv"]
+    assert [tuple(op.params["kernel"]) for op in convs] == [(1, 1), (3, 3)]
+    one, three = (t.node(op.name, "host") for op in convs)
+    assert one.compute_s == pytest.approx(convs[0].flops / 1e7 + 1e-6)
+    assert three.compute_s == pytest.approx(convs[1].flops / 1e9 + 1e-6)
 
 
 def test_unknown_kind_asked_of_a_device():

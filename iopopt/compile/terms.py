@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ..model.cluster import pricing_kind
 from ..model.graph import OpNode
 from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows, placement, subset
 from ..model.problem import Problem
@@ -312,7 +313,7 @@ class CostTerms:
             for d in range(k)
         )
         devices = self.cluster.devices
-        kind = str(op.kind)
+        kind = pricing_kind(str(op.kind), op.params)
         device_s = tuple(
             devices[d].compute_s(kind, flops[d], moved[d]) if active[d] else 0.0 for d in range(k)
         )

@@ -9,8 +9,14 @@ with ``rate_d(kind)`` the device's per-kind rate (``kind_flops_per_s``) or,
 for a kind it does not list, its peak dense conv rate ``flops_per_s``; and
 ``membw_d(kind)`` the bandwidth torch reaches on that kind
 (``kind_bytes_per_s``), else the device's memory bandwidth (no bandwidth term
-when it has neither). A device given only ``flops_per_s`` prices every
-operator as FLOPs / ``flops_per_s`` + overhead.
+when it has neither). The kind is the operator's pricing kind
+(:func:`pricing_kind`): a pointwise (1x1) conv is priced as ``pwconv``, whose
+rate and bandwidth default to the conv's. A device with a working-set
+bandwidth (``cache_bytes`` and ``dram_bytes_per_s``, both or neither) moves the
+bytes of a share larger than ``cache_bytes`` at no more than
+``dram_bytes_per_s`` (the share's data no longer fits in the caches). A device
+given only ``flops_per_s`` prices every operator as FLOPs / ``flops_per_s`` +
+overhead.
 
 A device may also carry power figures for energy (DESIGN §4):
 ``active_power_w`` (computing), ``idle_power_w``, ``tx_power_w`` and
@@ -47,6 +53,8 @@ __all__ = [
     "RATE_KINDS",
     "POWER_FIELDS",
     "rate_kinds",
+    "pricing_kind",
+    "PRICING_KINDS",
 ]
 
 SPLIT_POLICIES = ("proportional", "equal")
@@ -54,14 +62,34 @@ SPLIT_POLICIES = ("proportional", "equal")
 POWER_FIELDS = ("active_power_w", "idle_power_w", "tx_power_w", "rx_power_w")
 
 
+#: Pricing kinds that are not op kinds: ``pwconv``, a conv with a 1x1 kernel (see :func:`pricing_kind`).
+PRICING_KINDS = ("pwconv",)
+
+
 def rate_kinds() -> tuple[str, ...]:
     """The op kinds a device may give a rate of its own in ``kind_flops_per_s``.
 
     Every :class:`~iopopt.model.graph.OpKind` that computes something, but
-    ``conv`` (whose rate is ``flops_per_s``): a kind added to ``OpKind`` is a
-    valid key at once.
+    ``conv`` (whose rate is ``flops_per_s``), and the pricing kinds
+    :data:`PRICING_KINDS`: a kind added to ``OpKind`` is a valid key at once.
     """
-    return tuple(k.value for k in OpKind if k not in (OpKind.INPUT, OpKind.OUTPUT, OpKind.CONV))
+    ops = tuple(k.value for k in OpKind if k not in (OpKind.INPUT, OpKind.OUTPUT, OpKind.CONV))
+    return ops + PRICING_KINDS
+
+
+def pricing_kind(kind: str, params: Mapping[str, Any] | None = None) -> str:
+    """The kind an operator is priced as: ``pwconv`` for a conv with a 1x1 kernel, else its op kind.
+
+    torch runs a pointwise conv as one matrix product over the pixels, at a
+    rate of its own (far from the 3x3 conv's on a CPU), so a device may price
+    it apart; a device that does not uses its conv figures for it.
+
+    >>> pricing_kind("conv", {"kernel": (1, 1)}), pricing_kind("conv", {"kernel": (3, 3)}), pricing_kind("bn")
+    ('pwconv', 'conv', 'bn')
+    """
+    if kind == OpKind.CONV.value and params is not None and tuple(params.get("kernel") or ()) == (1, 1):
+        return "pwconv"
+    return str(kind)
 
 
 #: The valid keys of ``kind_flops_per_s`` (see :func:`rate_kinds`).
@@ -86,6 +114,17 @@ def _kind_map(owner: str, name: str, value: object, valid: tuple[str, ...], unit
             raise ValueError(f"{owner}: unknown op kind {kind!r} in {name}{hint}; valid kinds: {', '.join(valid)}")
         _positive(owner, f"{name}[{kind!r}]", rate)
     return value if isinstance(value, KindRates) else KindRates(value)
+
+
+def _check_working_set(owner: str, cache: object, dram: object) -> None:
+    """``cache_bytes`` and ``dram_bytes_per_s`` both None or both positive finite numbers."""
+    if (cache is None) != (dram is None):
+        given, missing = ("cache_bytes", "dram_bytes_per_s") if dram is None else ("dram_bytes_per_s", "cache_bytes")
+        raise ValueError(f"{owner}: the working-set bandwidth needs cache_bytes and dram_bytes_per_s; "
+                         f"{given} given but not {missing}")
+    if cache is not None:
+        _positive(owner, "cache_bytes", cache)
+        _positive(owner, "dram_bytes_per_s", dram)
 
 
 def _check_power(owner: str, figures: Mapping[str, object]) -> None:
@@ -153,7 +192,12 @@ class Device:
         weights); None: not modelled.
     kind_bytes_per_s : mapping of str to float
         Bandwidth torch reaches on particular op kinds, bytes/s (keys: ``conv``
-        and :data:`RATE_KINDS`); other kinds use ``memory_bandwidth_bytes_per_s``.
+        and :data:`RATE_KINDS`); other kinds use ``memory_bandwidth_bytes_per_s``
+        (``pwconv``: the conv's first).
+    cache_bytes, dram_bytes_per_s : float or None
+        The working-set bandwidth: a share moving more than ``cache_bytes``
+        bytes moves them at most at ``dram_bytes_per_s`` (both or neither;
+        None: every share at its kind's bandwidth, whatever its size).
     active_power_w, idle_power_w, tx_power_w, rx_power_w : float or None
         The device's draw, watts, while computing, idle, sending and
         receiving (finite, >= 0; all four or none). None: energy is unknown.
@@ -166,6 +210,8 @@ class Device:
     kind_flops_per_s: Mapping[str, float] = field(default_factory=KindRates)
     memory_bandwidth_bytes_per_s: float | None = None
     kind_bytes_per_s: Mapping[str, float] = field(default_factory=KindRates)
+    cache_bytes: float | None = None
+    dram_bytes_per_s: float | None = None
     active_power_w: float | None = None
     idle_power_w: float | None = None
     tx_power_w: float | None = None
@@ -186,8 +232,10 @@ class Device:
                                                               (OpKind.CONV.value, *rate_kinds()), "bytes/s"))
         if self.memory_bandwidth_bytes_per_s is not None:
             _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
+        _check_working_set(owner, self.cache_bytes, self.dram_bytes_per_s)
         _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
-        for name in ("flops_per_s", "memory_bytes", "op_overhead_s", "memory_bandwidth_bytes_per_s", *POWER_FIELDS):
+        for name in ("flops_per_s", "memory_bytes", "op_overhead_s", "memory_bandwidth_bytes_per_s", "cache_bytes",
+                     "dram_bytes_per_s", *POWER_FIELDS):
             if (bad := range_error(name, getattr(self, name))) is not None:
                 raise ValueError(f"{owner}: {bad}")
         for name in ("kind_flops_per_s", "kind_bytes_per_s"):
@@ -203,15 +251,23 @@ class Device:
     @property
     def is_roofline(self) -> bool:
         """True when the device has per-kind rates or a bandwidth (more than one FLOP/s figure)."""
-        return bool(self.kind_flops_per_s or self.kind_bytes_per_s) or self.memory_bandwidth_bytes_per_s is not None
+        return (bool(self.kind_flops_per_s or self.kind_bytes_per_s) or self.memory_bandwidth_bytes_per_s is not None
+                or self.dram_bytes_per_s is not None)
 
-    def bandwidth(self, kind: str) -> float | None:
-        """Bytes/s of op kind ``kind``: its own bandwidth, else the memory bandwidth (None: bytes are free)."""
+    def bandwidth(self, kind: str, nbytes: float = 0.0) -> float | None:
+        """Bytes/s of kind ``kind`` for a share moving ``nbytes``: its own bandwidth, else (``pwconv``) the conv's,
+        else the memory bandwidth (None: bytes are free); capped at ``dram_bytes_per_s`` beyond ``cache_bytes``."""
         got = self.kind_bytes_per_s.get(kind)
-        return self.memory_bandwidth_bytes_per_s if got is None else got
+        if got is None and kind in PRICING_KINDS:
+            got = self.kind_bytes_per_s.get(OpKind.CONV.value)
+        if got is None:
+            got = self.memory_bandwidth_bytes_per_s
+        if self.dram_bytes_per_s is not None and self.cache_bytes is not None and nbytes > self.cache_bytes:
+            return self.dram_bytes_per_s if got is None else min(got, self.dram_bytes_per_s)
+        return got
 
     def rate(self, kind: str) -> float:
-        """FLOP/s of op kind ``kind``: its own rate, else ``flops_per_s``."""
+        """FLOP/s of kind ``kind``: its own rate, else ``flops_per_s`` (also for ``pwconv``)."""
         got = self.kind_flops_per_s.get(kind)
         if got is not None:
             return got
@@ -226,8 +282,9 @@ class Device:
 
         ``flops`` FLOPs and ``nbytes`` bytes read and written (inputs, output
         and weights of its share): ``max(flops / rate(kind), nbytes /
-        bandwidth(kind)) + op_overhead_s``, the bandwidth term only when the
-        device has a bandwidth for that kind. The one function that prices
+        bandwidth(kind, nbytes)) + op_overhead_s``, the bandwidth term only
+        when the device has a bandwidth for that kind; ``kind`` is the
+        operator's :func:`pricing_kind`. The one function that prices
         compute: the cost terms, and through them every solver, report and
         timeline, call it.
 
@@ -238,7 +295,7 @@ class Device:
         0.01
         """
         work = flops / self.rate(kind)
-        bw = self.bandwidth(kind)
+        bw = self.bandwidth(kind, nbytes)
         if bw is not None:
             work = max(work, nbytes / bw)
         return work + self.op_overhead_s
@@ -316,7 +373,8 @@ class Cluster:
         go to every device, the others to the cluster."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
-        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s", *POWER_FIELDS)
+        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s",
+                "cache_bytes", "dram_bytes_per_s", *POWER_FIELDS)
         roofline = {key: kw.pop(key) for key in keys if key in kw}
         devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .cluster import Cluster
+from .cluster import Cluster, pricing_kind
 from .graph import OpGraph
 from .layouts import check_strategy, edge_feasible, output_layout, strategies_for
 from .network import NetworkModel
@@ -73,7 +73,7 @@ class Problem:
         for op in self.graph:
             if op.kind in ("input", "output"):
                 continue
-            kind = str(op.kind)
+            kind = pricing_kind(str(op.kind), op.params)
             t = op.flops / sum(d.rate(kind) for d in devices)
             bandwidth = sum(_or_inf(d.bandwidth(kind)) for d in devices)
             nbytes = (math.prod(op.out_shape) + op.weight_elems) * self.dtype_bytes

@@ -19,6 +19,8 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "kind_flops_per_s": (1e3, 1e18, "FLOP/s"),
     "memory_bandwidth_bytes_per_s": (1e3, 1e15, "bytes/s"),
     "kind_bytes_per_s": (1e3, 1e15, "bytes/s"),
+    "dram_bytes_per_s": (1e3, 1e15, "bytes/s"),
+    "cache_bytes": (1.0, 1e15, "bytes"),
     "bandwidth_bytes_per_s": (1.0, 1e13, "bytes/s"),
     "device_bandwidths": (1.0, 1e13, "bytes/s"),
     "latency_s": (0.0, 3600.0, "s"),

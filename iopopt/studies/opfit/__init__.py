@@ -37,7 +37,7 @@ MODELS = ("alexnet", "resnet18", "mobilenet_v2", "vgg16")
 
 
 def _bound(device, kind: str, flops: float, nbytes: float) -> str:
-    bw = device.bandwidth(kind)
+    bw = device.bandwidth(kind, nbytes)
     if bw is not None and nbytes / bw > flops / device.rate(kind):
         return "bytes"
     return "flops" if flops else "overhead"
@@ -57,7 +57,7 @@ def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3,
     from ...compile.terms import terms
     from ...frontend import zoo
     from ...frontend.capture import trace
-    from ...model.cluster import Cluster
+    from ...model.cluster import Cluster, pricing_kind
     from ...model.network import SwitchedNetwork
     from ...model.problem import Problem
 
@@ -84,8 +84,9 @@ def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3,
                 continue
             term = t.node(op.name, "host")
             rows.append({"model": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
-                         "bytes": term.moved_bytes[0], "bound": _bound(device, str(op.kind), term.flops[0],
-                                                                      term.moved_bytes[0]),
+                         "bytes": term.moved_bytes[0],
+                         "bound": _bound(device, pricing_kind(str(op.kind), op.params), term.flops[0],
+                                         term.moved_bytes[0]),
                          "measured_s": statistics.median(per_round[(name, op.name)]),
                          "predicted_s": predicted[op.name]})
     return rows, {name: statistics.median(v) for name, v in forwards.items()}

@@ -11,8 +11,10 @@ Measures, with one torch thread per process and float32:
   pooling, add, concat and the copies of flatten/dropout -- and the cost
   model's own formula, ``max(FLOPs / rate(kind), bytes / bandwidth(kind)) +
   overhead``, is fitted to them: the peak conv rate (``flops_per_s``),
-  per-kind rates and bandwidths, the memory bandwidth (tensor copies) and
-  the per-operator overhead;
+  per-kind rates and bandwidths (1x1 convs as ``pwconv``), the memory
+  bandwidth (tensor copies), the working set beyond which bytes move at
+  the DRAM bandwidth (that of a copy larger than the caches, measured
+  below) and the per-operator overhead;
 * standalone (reported, not fitted): linear layers at batch 1, 8 and 32
   (batch 1 is memory-bound), grouped convs, a copy larger than the caches
   (the DRAM bandwidth) and the overhead of tiny operators;
@@ -129,8 +131,8 @@ def run_profile(
     load_before = _load()
     samples = measure_samples(repeats=repeats, clock=clock, rounds=rounds,
                               step=lambda net: step(f"calibration net {net}"))
-    fit = fit_roofline(samples)
     extra = standalone(clock=clock, step=step)
+    fit = fit_roofline(samples, dram_bytes_per_s=extra["copy"]["bytes_per_s"])
     convs = bench_convs(5)
     step("conv set")
     prof: dict = {
@@ -148,7 +150,7 @@ def run_profile(
         "ranks": ranks,
         "devices": devices,
         "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-                                       "kind_bytes_per_s", "op_overhead_s")},
+                                       "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s")},
         "fit": fit["kinds"],
         "samples": samples,
         "standalone": extra,
@@ -193,6 +195,8 @@ def _print_fit(prof: dict) -> None:
     dev = prof["device"]
     print(f"#   conv peak {dev['flops_per_s'] / 1e9:.1f} GFLOP/s, memory bandwidth "
           f"{dev['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, overhead {dev['op_overhead_s'] * 1e6:.1f} us")
+    if dev.get("cache_bytes"):
+        print(f"#   beyond {dev['cache_bytes'] / 1e6:.0f} MB: at most {dev['dram_bytes_per_s'] / 1e9:.1f} GB/s")
     for kind, f in prof["fit"].items():
         what = []
         if f["rate_binds"]:

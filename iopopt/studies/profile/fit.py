@@ -10,7 +10,11 @@ model's own (:meth:`iopopt.model.cluster.Device.compute_s`)::
 the rate and bandwidth that minimise the sum of absolute log errors, each
 weighed by the operator's time to the power :data:`WEIGHT_POWER` (so the
 typical operator's relative error, not the largest operator's, is what is
-fitted), by exhaustive search on log-spaced grids. A kind's rate is kept only
+fitted), by exhaustive search on log-spaced grids. With the bandwidth of a
+copy larger than the caches (``dram_bytes_per_s``), the working-set
+bandwidth is fitted too, with the overhead: the ``cache_bytes`` (from a grid of
+sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at the
+copy's bandwidth, kept when it lowers the loss. A kind's rate is kept only
 where it binds (the FLOP term is the larger for some sample), likewise its
 bandwidth; the device's memory bandwidth is the fit of the tensor copies
 (``cat``, and the copies the executors make for ``flatten`` and
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["COPY_KINDS", "fit_roofline", "fit_kind"]
+__all__ = ["COPY_KINDS", "CACHE_SIZES", "fit_roofline", "fit_kind"]
 
 #: Kinds that only copy tensors (the executors' kernels clone for flatten and dropout): the memory bandwidth.
 COPY_KINDS = ("cat", "flatten", "dropout")
@@ -34,20 +38,25 @@ _BANDWIDTHS = np.exp(np.linspace(math.log(1e7), math.log(1e13), 181))
 #: typical operator is what is fitted; above 0, so a kind's large operators, which make its summed time,
 #: count a little more than its many small ones.
 WEIGHT_POWER = 0.25
+#: Working sets (bytes) the fit tries as the size beyond which a share's bytes move at the DRAM bandwidth.
+CACHE_SIZES = (1e6, 2e6, 4e6, 8e6, 16e6, 32e6)
 _OVERHEADS = np.concatenate([[0.0], np.exp(np.linspace(math.log(2e-7), math.log(5e-5), 40))])
 
 
 def fit_kind(flops: np.ndarray, nbytes: np.ndarray, seconds: np.ndarray, overhead: float,
-             weight_power: float = WEIGHT_POWER) -> tuple[float, float, float]:
-    """``(loss, rate, bandwidth)`` minimising Σ w |log(max(F/rate, B/bw) + overhead) - log t| on the grids.
+             weight_power: float = WEIGHT_POWER, floor: np.ndarray | None = None) -> tuple[float, float, float]:
+    """``(loss, rate, bandwidth)`` minimising Σ w |log(max(F/rate, B/bw, floor) + overhead) - log t| on the grids.
 
     ``w = t ** weight_power`` (normalised): 0 weighs every operator alike, 1 weighs them by their time.
-    Ties go to the largest rate and bandwidth (the least binding ones).
+    ``floor``: per sample, the least seconds its bytes take whatever the kind's bandwidth (the working set's
+    DRAM time; default none). Ties go to the largest rate and bandwidth (the least binding ones).
     """
     log_t = np.log(seconds)
     w = seconds ** weight_power
     w = w / w.sum()
     mem = nbytes[None, :] / _BANDWIDTHS[::-1, None]  # bandwidths high -> low
+    if floor is not None:
+        mem = np.maximum(mem, floor[None, :])
     best = (math.inf, math.inf, math.inf)
     for rate in _RATES[::-1]:  # rates high -> low: ties keep the higher
         pred = np.maximum(flops[None, :] / rate, mem) + overhead
@@ -65,13 +74,17 @@ def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray
             np.array([s["time_s"] for s in samples], float))
 
 
-def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None) -> dict:
+def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None,
+                 dram_bytes_per_s: float | None = None) -> dict:
     """The roofline figures of a device from in-context samples (``kind``, ``flops``, ``bytes``, ``time_s``).
 
-    Returns ``flops_per_s``, ``kind_flops_per_s``, ``memory_bandwidth_bytes_per_s``,
-    ``kind_bytes_per_s`` and ``op_overhead_s`` (the keys of a device config),
-    and ``kinds``: per kind the fitted rate and bandwidth, which of them bind,
-    and the sample count.
+    ``kind`` is the operator's pricing kind (``pwconv`` for 1x1 convs). Returns
+    ``flops_per_s``, ``kind_flops_per_s``, ``memory_bandwidth_bytes_per_s``,
+    ``kind_bytes_per_s``, ``op_overhead_s``, ``cache_bytes`` and
+    ``dram_bytes_per_s`` (the keys of a device config; the last two None
+    without ``dram_bytes_per_s``, the bandwidth of a copy beyond the caches, or
+    when a working set does not fit the samples better), and ``kinds``: per
+    kind the fitted rate and bandwidth, which of them bind, and the sample count.
     """
     by_kind: dict[str, list[dict]] = {}
     for s in samples:
@@ -84,17 +97,23 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
         groups["(copies)"] = copies
     arrays = {k: _arrays(v) for k, v in groups.items()}
     best = None
+    caches = (None,) if dram_bytes_per_s is None else (None, *CACHE_SIZES)
     for o in overheads if overheads is not None else _OVERHEADS:
-        fits = {k: fit_kind(*a, o) for k, a in arrays.items()}
-        loss = sum(f[0] for f in fits.values())
-        if best is None or loss < best[0]:
-            best = (loss, float(o), fits)
+        for size in caches:  # None first: a working set is kept only where it lowers the loss
+            fits = {k: fit_kind(f, b, t, o, floor=None if size is None else np.where(b > size, b / dram_bytes_per_s,
+                                                                                     0.0))
+                    for k, (f, b, t) in arrays.items()}
+            loss = sum(f[0] for f in fits.values())
+            if best is None or loss < best[0] - 1e-9:
+                best = (loss, float(o), size, fits)
     assert best is not None
-    _, overhead, fits = best
+    loss, overhead, cache, fits = best
+    dram = None if cache is None else float(dram_bytes_per_s)  # type: ignore[arg-type]
     _, conv_rate, _ = fits["conv"]
     bandwidth = fits["(copies)"][2] if copies else max(f[2] for f in fits.values())
     out: dict = {"flops_per_s": conv_rate, "kind_flops_per_s": {}, "memory_bandwidth_bytes_per_s": bandwidth,
-                 "kind_bytes_per_s": {}, "op_overhead_s": overhead, "kinds": {}}
+                 "kind_bytes_per_s": {}, "op_overhead_s": overhead, "cache_bytes": cache,
+                 "dram_bytes_per_s": dram, "kinds": {}}
     for kind, (loss, rate, bw) in sorted(fits.items()):
         flops, nbytes, seconds = arrays[kind]
         rate_binds = bool(np.any(flops / rate >= nbytes / bw)) and bool(flops.any())
@@ -102,6 +121,9 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
         out["kinds"][kind] = {"n": int(len(seconds)), "rate": rate, "bandwidth": bw, "rate_binds": rate_binds,
                               "bandwidth_binds": bw_binds, "loss": loss}
         if kind == "(copies)":
+            continue
+        if kind == "pwconv":  # both figures: left out, it would fall back to the conv's, not to the defaults below
+            out["kind_flops_per_s"][kind], out["kind_bytes_per_s"][kind] = rate, bw
             continue
         # what the device would use for a figure left out: it must not bind where the fitted one does not
         if kind != "conv":

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ...compile.terms import terms
 from ...frontend.capture import trace
-from ...model.cluster import Cluster, Device
+from ...model.cluster import Cluster, Device, pricing_kind
 from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
 from ..opfit.measure import CLOCKS, time_ops
@@ -36,7 +36,8 @@ _LINEARS = ((4096, 4096), (1024, 1000))
 
 def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", rounds: int = 3,
                     step: Callable[[str], None] | None = None) -> list[dict]:
-    """One sample per operator of every calibration network (see the module docstring).
+    """One sample per operator of every calibration network (see the module docstring); its ``kind`` is the
+    operator's pricing kind (``pwconv`` for a 1x1 conv).
 
     The networks are timed ``rounds`` times in turn (``repeats`` passes each) and an operator's time is the
     median of its per-round medians, so a burst of load on a shared machine spoils one round, not the fit.
@@ -58,7 +59,8 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
             if (name, op.name) not in per_round:
                 continue
             term = t.node(op.name, "host")
-            samples.append({"net": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
+            samples.append({"net": name, "node": op.name, "kind": pricing_kind(str(op.kind), op.params),
+                            "flops": term.flops[0],
                             "bytes": term.moved_bytes[0], "weight_bytes": term.weight_bytes[0],
                             "time_s": statistics.median(per_round[(name, op.name)]), "out_shape": list(op.out_shape)})
     return samples

@@ -104,6 +104,8 @@ def device_figures(prof: dict, k: int = 1) -> dict[str, Any]:
             out[key] = scaled
     if dev.get("memory_bandwidth_bytes_per_s"):
         out["memory_bandwidth_bytes_per_s"] = dev["memory_bandwidth_bytes_per_s"] * scale
+    if dev.get("cache_bytes") and dev.get("dram_bytes_per_s"):  # the caches do not shrink when ranks share cores
+        out["cache_bytes"], out["dram_bytes_per_s"] = dev["cache_bytes"], dev["dram_bytes_per_s"] * scale
     out["op_overhead_s"] = dev["op_overhead_s"] / scale
     return out
 
@@ -134,7 +136,10 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
             "#   t = max(FLOPs / rate(kind), bytes / bandwidth(kind)) + op_overhead_s  (least absolute log error):",
             "# flops_per_s: the conv rate; kind_flops_per_s / kind_bytes_per_s: the rate and bandwidth torch",
             "#   reaches on each kind (kept where they bind); memory_bandwidth_bytes_per_s: tensor copies (concat,",
-            "#   and the clones of flatten/dropout); op_overhead_s: the fitted per-operator time.",
+            "#   and the clones of flatten/dropout); op_overhead_s: the fitted per-operator time;",
+            "#   pwconv: 1x1 convs, priced apart from the conv; cache_bytes / dram_bytes_per_s: the working set",
+            "#   (fitted from a grid) beyond which bytes move at most at the bandwidth of a copy larger than the",
+            "#   caches (measured).",
         ]
     else:
         lines += ["# flops_per_s: conv throughput (a profile written before per-kind rates were measured);",
@@ -162,6 +167,9 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
             lines.append("    kind_bytes_per_s:")
             for kind, r in sorted(fig["kind_bytes_per_s"].items()):
                 lines.append(f"      {kind}: {r:.4e}")
+        if "cache_bytes" in fig:
+            lines.append(f"    cache_bytes: {fig['cache_bytes']:.4e}")
+            lines.append(f"    dram_bytes_per_s: {fig['dram_bytes_per_s']:.4e}")
         lines.append(f"    op_overhead_s: {fig['op_overhead_s']:.4e}")
         lines.append("    memory_bytes: null")
     return "\n".join(lines) + "\n"
@@ -238,6 +246,8 @@ def load_presets(out: Path, network: bool = True):
                 float(d["memory_bandwidth_bytes_per_s"]) if d.get("memory_bandwidth_bytes_per_s") else None
             ),
             kind_bytes_per_s={k: float(v) for k, v in (d.get("kind_bytes_per_s") or {}).items()},
+            cache_bytes=float(d["cache_bytes"]) if d.get("cache_bytes") else None,
+            dram_bytes_per_s=float(d["dram_bytes_per_s"]) if d.get("dram_bytes_per_s") else None,
         )
         for d in c["devices"]
     )
