@@ -128,6 +128,21 @@ def _highs_class(pulp):
                 start = np.array([columns[i].varValue or 0.0 for i in ints], dtype=float)
                 h.setSolution(len(ints), ints, start)
 
+        def callSolver(self, lp):
+            # in a thread of highspy's, waited for in short steps: Ctrl-C and SIGTERM (raised in this, the main
+            # thread) cancel the solve through HiGHS's interrupt callbacks and end it within moments, as they
+            # end a CBC subprocess (a plain `run` would hold them until the solve ends)
+            h = lp.solverModel
+            h.HandleUserInterrupt = True
+            h.startSolve()
+            try:
+                while not h.wait(0.1)[0]:
+                    pass
+            except BaseException:
+                h.cancelSolve()
+                h.wait()
+                raise
+
     _HIGHS["cls"] = BulkHiGHS
     return BulkHiGHS
 
