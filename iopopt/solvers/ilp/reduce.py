@@ -22,6 +22,7 @@ map any plan of the full space into the reduced one (the ILP's warm start).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -74,18 +75,16 @@ def dominated(
 
     alive = {n: np.ones(len(full[n]), dtype=bool) for n in g.order}
     removals: list[Removal] = []
-    queue = [n for n in g.order if len(full[n]) > 1]
+    queue = deque(n for n in g.order if len(full[n]) > 1)
     queued = set(queue)
     while queue:
-        n = queue.pop(0)
+        n = queue.popleft()
         queued.discard(n)
-        while True:
-            victim = _first_dominated(n, alive, cost, weight, out, incident[n])
-            if victim is None:
-                break
-            s, s2 = victim
+        victims = _dominated_pairs(n, alive, cost, weight, out, incident[n])
+        for s, s2 in victims:
             alive[n][s] = False
             removals.append((n, full[n][s], full[n][s2]))
+        if victims:
             for nb, _, _ in incident[n]:
                 if nb not in queued and len(full[nb]) > 1:
                     queue.append(nb)
@@ -94,11 +93,15 @@ def dominated(
     return reduced, removals
 
 
-def _first_dominated(n, alive, cost, weight, out, edges) -> tuple[int, int] | None:
-    """(index of the first strategy of ``n`` dominated by another live one, the index of its dominator)."""
+def _dominated_pairs(n, alive, cost, weight, out, edges) -> list[tuple[int, int]]:
+    """(strategy index, dominator index) of ``n``'s live strategies, each dominated by one still live.
+
+    Whether ``s2`` dominates ``s`` depends on their own terms and the neighbours' domains only, so one
+    matrix serves every removal at ``n``; a strategy is removed only while its dominator is still live.
+    """
     idx = np.flatnonzero(alive[n])
     if len(idx) < 2:
-        return None
+        return []
     c = cost[n][idx]
     total = c[None, :] - c[:, None]  # [s, s2]: C[s2] − C[s]
     ok = np.ones((len(idx), len(idx)), dtype=bool)
@@ -122,11 +125,14 @@ def _first_dominated(n, alive, cost, weight, out, edges) -> tuple[int, int] | No
             ok &= np.all(smaller | ~feasible[:, None, :], axis=2)
     np.fill_diagonal(ok, False)
     hit = ok & (total <= 0.0)
+    live = np.ones(len(idx), dtype=bool)
+    out_pairs = []
     for a in range(len(idx)):
-        row = np.flatnonzero(hit[a])
-        if len(row):
-            return int(idx[a]), int(idx[row[0]])
-    return None
+        by = np.flatnonzero(hit[a] & live)
+        if len(by):
+            live[a] = False
+            out_pairs.append((int(idx[a]), int(idx[by[0]])))
+    return out_pairs
 
 
 def lift(plan: Plan, removals: Sequence[Removal]) -> Plan:
