@@ -62,7 +62,10 @@ def make_backend(pulp, s, tmp: Path, warm_start: bool = False):
             warnings.filterwarnings("ignore", message="PULP_CBC_CMD is deprecated", category=DeprecationWarning)
             solver = pulp.getSolver(s.backend, keepFiles=False, logPath=str(tmp / "backend.log"), **common)
     elif s.backend == "HiGHS":
-        solver = pulp.getSolver(s.backend, gapAbs=0.0, **common)
+        common.pop("msg")
+        # memory rows are in MiB: one byte over a capacity is 1e-6 of a unit, within HiGHS's default tolerances
+        solver = _highs_class(pulp)(msg=bool(s.msg), gapAbs=0.0, warm_start=warm_start,
+                                    mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9, **common)
     else:
         try:
             solver = pulp.getSolver(s.backend, **common)
@@ -71,6 +74,77 @@ def make_backend(pulp, s, tmp: Path, warm_start: bool = False):
     if hasattr(solver, "tmpDir"):
         solver.tmpDir = str(tmp)  # private temp files: parallel jobs never clash
     return solver
+
+
+_HIGHS: dict = {}
+
+
+def _highs_class(pulp):
+    """PuLP's in-process ``HiGHS`` with the model passed in bulk (arrays, not a call per column and row)
+    and the variables' initial values as a first incumbent (``warm_start``), as CBC gets them."""
+    if "cls" in _HIGHS:
+        return _HIGHS["cls"]
+    import highspy
+    import numpy as np
+
+    class BulkHiGHS(pulp.HiGHS):
+        def __init__(self, *args, warm_start: bool = False, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.warm_start = warm_start
+
+        def buildSolverModel(self, lp):
+            h, inf = lp.solverModel, highspy.kHighsInf
+            columns = lp.variables()
+            for i, var in enumerate(columns):
+                var.index = i
+            sign = -1.0 if lp.sense == pulp.LpMaximize else 1.0
+            cost = np.zeros(len(columns))
+            for var, coef in lp.objective.items():
+                cost[var.index] = sign * coef
+            lower = np.array([-inf if v.lowBound is None else v.lowBound for v in columns], dtype=float)
+            upper = np.array([inf if v.upBound is None else v.upBound for v in columns], dtype=float)
+            h.addCols(len(columns), cost, lower, upper, 0, np.zeros(0, np.int32), np.zeros(0, np.int32),
+                      np.zeros(0))
+            ints = np.array([v.index for v in columns if v.cat == pulp.LpInteger], dtype=np.int32)
+            if len(ints) and self.mip:
+                h.changeColsIntegrality(len(ints), ints, np.full(len(ints), 1, dtype=np.uint8))  # kInteger
+            starts, index, value, row_lo, row_hi = [], [], [], [], []
+            for i, row in enumerate(lp._constraints.values()):
+                row.index = i
+                starts.append(len(index))
+                for var, coef in row.items():
+                    if coef != 0:
+                        index.append(var.index)
+                        value.append(coef)
+                lo, hi = row.getLb(), row.getUb()
+                row_lo.append(-inf if lo is None else lo)
+                row_hi.append(inf if hi is None else hi)
+            if starts:
+                h.addRows(len(starts), np.array(row_lo, dtype=float), np.array(row_hi, dtype=float), len(index),
+                          np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32),
+                          np.array(value, dtype=float))
+            if self.warm_start and len(ints):
+                # the integer variables' start values; HiGHS completes the continuous ones itself
+                start = np.array([columns[i].varValue or 0.0 for i in ints], dtype=float)
+                h.setSolution(len(ints), ints, start)
+
+        def callSolver(self, lp):
+            # in a thread of highspy's, waited for in short steps: Ctrl-C and SIGTERM (raised in this, the main
+            # thread) cancel the solve through HiGHS's interrupt callbacks and end it within moments, as they
+            # end a CBC subprocess (a plain `run` would hold them until the solve ends)
+            h = lp.solverModel
+            h.HandleUserInterrupt = True
+            h.startSolve()
+            try:
+                while not h.wait(0.1)[0]:
+                    pass
+            except BaseException:
+                h.cancelSolve()
+                h.wait()
+                raise
+
+    _HIGHS["cls"] = BulkHiGHS
+    return BulkHiGHS
 
 
 def read_log(tmp: Path) -> str:

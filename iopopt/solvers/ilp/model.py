@@ -9,12 +9,14 @@ memory rows (:mod:`.memory`), the objective and the budget rows
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ...compile.terms import terms as cost_terms
 from ...model.problem import Plan, Problem
 from ...space.pairs import Pair, apply_pairs, base_plan, candidate_pairs
+from .reduce import dominated, lift
 
 __all__ = ["Model", "build", "affine", "linear"]
 
@@ -43,6 +45,7 @@ class Model:
     hopeless: bool = False
     peak: object = None  # the variable bounding every device's peak (MiB), for objective peak_memory
     budget_rows: dict[str, float] = field(default_factory=dict)  # budget setting → its limit
+    removals: list = field(default_factory=list)  # dominated strategies left out (:mod:`.reduce`), in order
 
     def stats(self) -> dict:
         p = self.prob
@@ -65,6 +68,7 @@ class Model:
             for z in self.z:
                 z.setInitialValue(0)
             return True
+        plan = lift(plan, self.removals)
         if any(plan[n] not in dom for n, dom in self.domains.items()):
             return False
         for n, xs in self.x.items():
@@ -163,7 +167,11 @@ def build(
     from .objective import add_budget_rows, set_objective
 
     budgets = dict(budgets or {})
-    model = _variables(pulp, problem, space, base)
+    reduce = None
+    if space == "full" and not budgets and objective in ("latency", "energy"):
+        capped = memory != "off" and any(math.isfinite(d.memory_bytes) for d in problem.cluster.devices)
+        reduce = (objective, capped)
+    model = _variables(pulp, problem, space, base, reduce)
     model.objective = objective
     add_memory_rows(pulp, model, memory, budgets.get("memory_budget_bytes"), peak=objective == "peak_memory")
     set_objective(pulp, model, objective)
@@ -171,9 +179,30 @@ def build(
     return model
 
 
-def _variables(pulp, problem: Problem, space: str, base: str) -> Model:
-    """The binaries ``x`` (or ``z`` in the pairs space) and edge variables ``y``, with their rows."""
+def _reduced(problem: Problem, domains: dict, quantity: str, memory: bool) -> tuple[dict, list]:
+    """``domains`` without dominated strategies (:mod:`.reduce`) for minimising ``quantity``."""
+    from ...cost.energy import edge_energy_j, node_energy_j, power_increments
+
+    if quantity == "latency":
+        return dominated(problem, domains, lambda term: term.compute_s, lambda e: e.time_s, memory)
+    power = power_increments(problem.cluster)
+    if power is None:  # the objective reports the missing power figures
+        return domains, []
+
+    def joules(e) -> float:
+        value = edge_energy_j(power, e)
+        return math.inf if value is None else value  # no radio times: never a dominator
+
+    return dominated(problem, domains, lambda term: node_energy_j(power, term), joules, memory)
+
+
+def _variables(pulp, problem: Problem, space: str, base: str, reduce: tuple[str, bool] | None = None) -> Model:
+    """The binaries ``x`` (or ``z`` in the pairs space) and edge variables ``y``, with their rows.
+
+    ``reduce`` = (objective, memory rows possible) leaves out dominated strategies in the full space.
+    """
     g, t = problem.graph, cost_terms(problem)
+    removals: list = []
     prob = pulp.LpProblem("iopopt", pulp.LpMinimize)
     index = {n: i for i, n in enumerate(g.order)}
 
@@ -182,6 +211,8 @@ def _variables(pulp, problem: Problem, space: str, base: str) -> Model:
     pairs, zs, base_p = [], [], None
     if space == "full":
         domains = _full_domains(problem)
+        if reduce is not None:
+            domains, removals = _reduced(problem, domains, *reduce)
         for n, dom in domains.items():
             if len(dom) == 1:
                 x[n] = {dom[0]: _ONE}
@@ -251,4 +282,4 @@ def _variables(pulp, problem: Problem, space: str, base: str) -> Model:
                 prob += affine(pulp, row) == 0, f"mv_{e_id}_{sv.index(q)}"
         y[(u, v, i)] = ye
 
-    return Model(prob, problem, domains, x, y, pairs=pairs, z=zs, base=base_p)
+    return Model(prob, problem, domains, x, y, pairs=pairs, z=zs, base=base_p, removals=removals)

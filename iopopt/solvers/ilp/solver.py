@@ -27,8 +27,10 @@ the budget that binds (:mod:`.budgets`).
 (:mod:`iopopt.pairs`): a base plan plus disjoint IOP pairs, one binary ``z``
 per candidate pair, with each ``x`` an affine function of the ``z``.
 
-The backend is any PuLP solver by name (``PULP_CBC_CMD`` bundled, ``HiGHS``
-through highspy). The returned objective is the cost model's value of the
+The backend is any PuLP solver by name (``HiGHS`` through highspy, in
+process: the default; ``PULP_CBC_CMD`` bundled). In the full space, strategies
+dominated by another strategy of their node are left out first
+(:mod:`.reduce`: exact, the optimum is kept). The returned objective is the cost model's value of the
 chosen objective for the extracted plan; ``bound`` is the backend's proven
 lower bound (seconds, joules or bytes).
 """
@@ -48,6 +50,7 @@ from .backends import check_backend, limit_and_bound, make_backend, quiet_stdout
 from .budgets import below_lower_bound, binding
 from .memory import infeasible_report
 from .model import build
+from .objective import least
 
 #: Temporary folders of the backend's files: ``<tmp>/iopopt-ilp-<pid>-*``.
 _TMP_PREFIX = "iopopt-ilp-"
@@ -71,7 +74,9 @@ class IlpSolver(Solver):
         ``full``: every strategy of every node; ``pairs``: the greedy's
         decision space (base plan ``base`` plus disjoint IOP pairs).
     backend : str
-        A PuLP solver name (``pulp.listSolvers()``), e.g. ``PULP_CBC_CMD`` or ``HiGHS``.
+        A PuLP solver name (``pulp.listSolvers()``): ``HiGHS`` (in process, through highspy; the
+        default, faster than CBC on every instance in ``benchmarks/RESULTS.txt``),
+        ``PULP_CBC_CMD`` (the bundled CBC, run as a subprocess), or Gurobi/CPLEX where installed.
     time_limit_s : float or None
         Wall-time limit of the backend, seconds (None: no limit).
     gap_rel : float
@@ -100,7 +105,7 @@ class IlpSolver(Solver):
     def __init__(
         self,
         space: str = "full",
-        backend: str = "PULP_CBC_CMD",
+        backend: str = "HiGHS",
         time_limit_s: float | None = 60,
         gap_rel: float = 0.0,
         threads: int = 1,
@@ -228,6 +233,10 @@ class IlpSolver(Solver):
         if bound is None and proven:
             bound = objective * (1.0 - self.gap_rel)
             extra["bound_source"] = "proven within gap_rel" if self.gap_rel else "proven optimal"
+        elif bound is None and self.objective in ("latency", "energy"):
+            # stopped before the backend had a bound of its own (HiGHS within its presolve)
+            bound = least(model, self.objective)
+            extra["bound_source"] = "every node and edge term at its least (the backend reported none)"
         elif bound is None:
             extra["bound_source"] = f"not reported by {self.backend}"
         else:
