@@ -22,6 +22,7 @@ from iopopt.model.fused import fused_chain, stacks
 from iopopt.model.layouts import base_strategy, edge_feasible, fused_depth
 from iopopt.model.problem import InvalidPlan
 from iopopt.network import SharedNetwork, SwitchedNetwork
+from iopopt.solvers import make_solver
 from iopopt.solvers.exact import BruteSolver, DpSolver
 from iopopt.solvers.ilp import IlpSolver
 
@@ -181,3 +182,28 @@ def test_brute_dp_and_ilp_agree_with_fused_stacks_sweep():
         ran, fuses = _agree(100 + seed)
         brute, fused, seed = brute + ran, fused + fuses, seed + 1
     assert seed >= 50 and fused >= 10, (seed, fused)  # the sweep does exercise fused optima
+
+
+def test_deepthings_fuses_the_early_layers_and_verifies():
+    module, graph = _hand()
+    problem = _problem(graph, depth=0)  # deepthings' plan needs no fused stacks in the solvers' space
+    names = [op.name for op in graph]
+    # downsample 2: the stack ends at the maxpool, the first op at half the input height (16 → 8)
+    got = make_solver("deepthings", downsample=2).solve(problem)
+    assert got.extra["stack"] == names[1:5]
+    assert [got.plan[n] for n in names[1:6]] == ["rows_fused3", "rows_fused2", "rows_fused1", "rows", "host"]
+    check = iopopt.verify(problem, got.plan, module)
+    assert check.passed and check.messages_match and check.weights_match and check.memory_match, check.diff
+    # downsample 1: nothing reaches the input height's 1/1 after the first op, so a one-op "stack" in plain rows
+    assert make_solver("deepthings", downsample=1).solve(problem).plan[names[1]] == "rows"
+    # an ilp with the stacks in its space is never slower than deepthings
+    ilp = IlpSolver().solve(_problem(graph, depth=4))
+    assert ilp.termination == "optimal" and ilp.objective <= got.objective * (1 + 1e-9)
+
+
+def test_deepthings_stops_where_a_tensor_has_two_consumers():
+    module, shape = iopopt.zoo.build("tiny_residual")
+    graph = iopopt.trace(module, shape)
+    stack = make_solver("deepthings", downsample=64).solve(_problem(graph, depth=0)).extra["stack"]
+    assert stack == ["stem_0", "stem_1", "stem_2"]  # stem_2 feeds conv1 and the residual add
+    assert len(graph.consumers("stem_2")) == 2
