@@ -37,7 +37,7 @@ def _row(label: str, problem: Problem, plan, solve_s: float, module, verify: boo
     r = iopopt.evaluate(problem, plan)
     out = {"solver": label, "latency_ms": r.latency_s * 1e3, "compute_ms": r.compute_s * 1e3,
            "comm_ms": r.comm_s * 1e3, "messages": r.messages, "MB_sent": r.bytes_sent / 1e6,
-           "solve_s": solve_s, "stacks": stacks(problem.graph, plan)}
+           "solve_s": solve_s, "stacks": stacks(problem.graph, plan), "plan": plan}
     if verify:
         check = iopopt.verify(problem, plan, module)
         out["verified"] = check.passed and check.messages_match and check.weights_match and check.memory_match
@@ -87,6 +87,8 @@ def main(argv=None) -> int:
               f"vs ilp without: {by['ilp']['latency_ms'] / best['latency_ms']:.3f}x")
         for s in best["stacks"]:
             print(f"  ilp fuses {len(s)} ops: {s[0]} .. {s[-1]}")
+        plan = best["plan"]
+        print("  ilp+fused plan: " + " ".join(f"{n}={plan[n]}" for n in graph.order if plan[n] != "host"))
     return 0
 
 

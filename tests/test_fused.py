@@ -207,3 +207,25 @@ def test_deepthings_stops_where_a_tensor_has_two_consumers():
     stack = make_solver("deepthings", downsample=64).solve(_problem(graph, depth=0)).extra["stack"]
     assert stack == ["stem_0", "stem_1", "stem_2"]  # stem_2 feeds conv1 and the residual add
     assert len(graph.consumers("stem_2")) == 2
+
+
+@pytest.mark.parametrize("seed", [7, 13])  # instances whose capped optimum fuses a stack
+def test_memory_capped_optimum_with_fused_stacks(seed):
+    """Brute force = ILP under a memory cap (0.8 × the single-device peak); the optimum fits and verifies."""
+    module, shape = random_cnn(1000 + seed, 1 + seed % 3, kind="chain", channels=(2, 6), input_hw=(12, 12))
+    graph = iopopt.trace(module, shape, name=f"mem{seed}")
+    rng = random.Random(seed)
+    speeds = [rng.choice([1e6, 2e6, 5e6]) for _ in range(3)]
+    net = SharedNetwork(1e8, 2e-3)
+    alone = _problem(graph, 3, 0, net, speeds)
+    cap = 0.8 * iopopt.evaluate(alone, alone.plan({})).per_device[0].peak_bytes
+    devices = tuple(Device(f"d{i}", s, memory_bytes=cap) for i, s in enumerate(speeds))
+    problem = Problem(graph, Cluster(devices, 0, fused_depth=2), net)
+    brute, ilp = BruteSolver(max_plans=2 * 10**6).solve(problem), IlpSolver().solve(problem)
+    assert brute.termination == ilp.termination == "optimal"
+    assert math.isclose(brute.objective, ilp.objective, rel_tol=1e-9)
+    assert stacks(graph, ilp.plan)
+    report = iopopt.evaluate(problem, ilp.plan)
+    assert max(d.peak_bytes for d in report.per_device) <= cap
+    check = iopopt.verify(problem, ilp.plan, module)
+    assert check.passed and check.memory_match and check.messages_match, check.diff
