@@ -229,3 +229,21 @@ def test_memory_capped_optimum_with_fused_stacks(seed):
     assert max(d.peak_bytes for d in report.per_device) <= cap
     check = iopopt.verify(problem, ilp.plan, module)
     assert check.passed and check.memory_match and check.messages_match, check.diff
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_a_stack_through_resampling_and_pooling_verifies(mode):
+    """conv → upsample → conv → avgpool(3, 2, 1) → conv 1x1 → adaptive pool → bn, one stack on 3 unequal devices."""
+    torch.manual_seed(0)
+    module = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2, mode=mode), nn.Conv2d(4, 4, 3, padding=1),
+        nn.AvgPool2d(3, 2, 1), nn.Conv2d(4, 2, 1), nn.AdaptiveAvgPool2d(5), nn.BatchNorm2d(2),
+    ).eval()
+    graph = iopopt.trace(module, (1, 3, 15, 15), name=f"resample_{mode}")
+    problem = _problem(graph, 3, 8, speeds=[1e8, 2e8, 3e8])
+    names = [op.name for op in graph][1:-1]
+    assert problem.strategies(names[0])[-1] == "rows_fused6"  # the whole chain is one stack
+    plan = problem.plan({n: f"rows_fused{6 - i}" for i, n in enumerate(names[:6])} | {names[6]: "rows"})
+    check = iopopt.verify(problem, plan, module)
+    assert check.passed and check.messages_match and check.weights_match and check.memory_match, check.diff
+    assert len(iopopt.compile_plan(problem, plan).messages()) == 2 + 2  # scatter to 2 devices, gather from 2

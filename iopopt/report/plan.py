@@ -70,7 +70,7 @@ def strategy_style(name: str) -> StrategyStyle:
         j = "".join(ch for ch in name if ch.isdigit())
         return StrategyStyle("#c5b0d5", f"D{j}", "dev j: the whole op on device j")
     if name.startswith("rows_fused") and name[len("rows_fused") :].isdigit():  # rows_fused<d>: d ops to the end
-        name = "rows_fused"
+        return StrategyStyle("#98df8a", "rw+", "rows_fused: fused stack member (rows, halos recomputed, no message)")
     if name.endswith("_fused"):  # a fused stack member of a base strategy: its colour, lighter label
         base = strategy_style(name[: -len("_fused")])
         return StrategyStyle(base.color, base.short + "+", f"{name}: fused stack member (halos recomputed)")
