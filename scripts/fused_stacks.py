@@ -55,6 +55,13 @@ def main(argv=None) -> int:
     if args.depth < 1:
         print(f"--depth must be >= 1, got {args.depth}", file=sys.stderr)
         return 2
+    for flag, group, names in (("--model", None, [args.model]), ("--cluster", "cluster", [args.cluster]),
+                               ("--networks", "network", args.networks)):
+        valid = iopopt.zoo.names() if group is None else sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        bad = [n for n in names if n not in valid]
+        if bad:
+            print(f"{flag}: unknown {bad[0]!r}; valid: {', '.join(valid)}", file=sys.stderr)
+            return 2
     torch.set_num_threads(1)
     module, shape = iopopt.zoo.build(args.model)
     graph = iopopt.trace(module, shape, name=args.model)
