@@ -41,12 +41,14 @@ BANDWIDTHS = (1.25e6, 12.5e6, 125e6)  # 10 Mb/s, 100 Mb/s, 1 Gb/s
 NETWORKS = {"shared": SharedNetwork, "switched": SwitchedNetwork}
 HETERO_SPEEDS = (8e9, 4e9, 2e9, 1e9)  # cycled over the devices
 RTOL = 1e-9
+FUSED_DEPTH = 12  # the longest fused spatial stack in the space, in ops after its first
 
 
 def cluster(k: int, hetero: bool) -> Cluster:
     speeds = [HETERO_SPEEDS[i % len(HETERO_SPEEDS)] if hetero else 4e9 for i in range(k)]
+    # fused stacks in the space (fused_depth), so that ilp's optimum covers deepthings' plans too
     return Cluster(tuple(Device(f"d{i}", s, op_overhead_s=1e-4) for i, s in enumerate(speeds)),
-                   name=f"{'het' if hetero else 'hom'}{k}")
+                   name=f"{'het' if hetero else 'hom'}{k}", fused_depth=FUSED_DEPTH)
 
 
 def run_group(model: str, k: int, hetero: bool, solver_names: list[str], verify: bool) -> list[dict]:

@@ -174,7 +174,10 @@ def test_paper_experiment_solves_the_papers_grid():
     assert set(cfg.grid.models) == {"alexnet", "vgg16", "resnet18"}
     assert set(cfg.grid.clusters) == {"rpi4_x2", "rpi4_x3", "rpi4_x4"}
     assert set(cfg.grid.networks) == {"ethernet_1g", "wifi_100mbps"}
-    assert set(cfg.grid.solvers) == {"single", "offload", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"}
+    assert set(cfg.grid.solvers) == {
+        "single", "offload", "deepthings", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"
+    }
+    assert cfg.cluster.fused_depth == 12  # fused stacks in ilp's space, so that it covers deepthings' plans
 
 
 def test_gap_experiment_has_enough_synthetic_instances():

@@ -56,6 +56,12 @@ def _jobs(k: int, hetero: bool, kinds=PLAN_KINDS):
         for kind in kinds:
             plan = plans.build_plan(problem, kind, seed=k)
             out.append((f"{name}-{kind}", Job(compile_plan(problem, plan), module)))
+    # a fused spatial stack (conv1 … pool, halos recomputed, DESIGN §3) after a plain row-split conv3
+    module, graph = _model("tiny_chain", None)
+    problem = Problem(graph, _cluster(k, hetero), NETWORK)
+    stack = ("rows_fused4", "rows_fused3", "rows_fused2", "rows_fused1", "rows", "rows", "rows")
+    plan = problem.plan(dict(zip(("conv1", "relu1", "conv2", "relu2", "pool", "conv3", "relu3"), stack)))
+    out.append(("tiny_chain-fused", Job(compile_plan(problem, plan), module)))
     return out
 
 

@@ -87,7 +87,7 @@ MODEL_KEYS = {
     "synthetic": frozenset({"source", "name", "seed", "n_layers", "kind", "channels", "input_hw", "batch"}),
     "torchvision": frozenset({"source", "name", "input_shape", "seed", "kwargs"}),
 }
-CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets"})
+CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets", "fused_depth"})
 DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
      "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "active_power_w", "idle_power_w", "tx_power_w",
@@ -391,7 +391,10 @@ def build_cluster(cfg):
     subsets = c.get("subsets", False)
     if not isinstance(subsets, bool):
         raise ConfigError(f"cluster.subsets must be true or false, got {subsets!r}")
+    fused = c.get("fused_depth", 0)
+    if isinstance(fused, bool) or not isinstance(fused, int) or fused < 0:
+        raise ConfigError(f"cluster.fused_depth must be an integer >= 0 (0: no fused stacks), got {fused!r}")
     try:
-        return Cluster(tuple(built), host=host, split=split, name=str(c.get("name") or ""), subsets=subsets)
+        return Cluster(tuple(built), host, split, str(c.get("name") or ""), subsets, fused)
     except ValueError as exc:
         raise ConfigError(f"cluster: {exc}") from None

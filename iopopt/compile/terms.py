@@ -26,6 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..model.cluster import pricing_kind
+from ..model.fused import breaks_stack, fused_depth, stack_rows
 from ..model.graph import OpNode
 from ..model.layouts import ChannelBlocks, Dist, Layout, Region, full_region, halo_rows, placement, subset
 from ..model.problem import Problem
@@ -203,7 +204,11 @@ class CostTerms:
             got = self._dist_c(shape, self.canon_c(name, m))
         elif base == "rows":
             c = shape[1]
-            rows = self.canon_s(name, m)
+            rows = (
+                self.canon_s(name, m)
+                if fused_depth(strategy) is None
+                else stack_rows(self.g, name, strategy, self.canon_s)
+            )
             got = Dist(Layout.ROWS, tuple(Region(((0, c),), r) if r else None for r in rows), shape)
         elif base in ("ic", "partial"):
             got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name, m))
@@ -234,7 +239,11 @@ class CostTerms:
             got = self._req_channel(op, index, shape, m)
         elif base == "rows":
             parts: list[Region | None] = []
-            for r in self.canon_s(name, m):
+            for r in (
+                self.canon_s(name, m)
+                if fused_depth(strategy) is None
+                else stack_rows(self.g, name, strategy, self.canon_s)
+            ):
                 if r is None:
                     parts.append(None)
                     continue
@@ -257,6 +266,9 @@ class CostTerms:
         key = (src, dst, index, s_src, s_dst)
         if key in self._edge:
             return self._edge[key]
+        if breaks_stack(s_src, s_dst):
+            self._edge[key] = None
+            return None
         a = self.out_dist(src, s_src)
         b = self.req_dist(dst, s_dst, index)
         ivs = self.canon_c(src, subset(s_src)[1]) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None

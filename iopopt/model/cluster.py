@@ -308,7 +308,9 @@ class Cluster:
     ``split`` chooses how channel and row splits share work:
     ``proportional`` (to ``flops_per_s``) or ``equal``. With ``subsets``,
     every split may also run on the m fastest devices only (``oc@2``, m = 2 ..
-    k-1), so that adding a device never makes the optimum slower.
+    k-1), so that adding a device never makes the optimum slower. With
+    ``fused_depth`` D > 0, the solvers' space also holds fused spatial stacks
+    of up to D + 1 ops (``rows_fused<d>``, DESIGN §3); 0 leaves them out.
     """
 
     devices: tuple[Device, ...]
@@ -316,6 +318,7 @@ class Cluster:
     split: str = "proportional"
     name: str = ""
     subsets: bool = False
+    fused_depth: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "devices", tuple(self.devices))
@@ -333,6 +336,8 @@ class Cluster:
             raise ValueError(f"Cluster: split must be one of {SPLIT_POLICIES}, got {self.split!r}")
         if not isinstance(self.subsets, bool):
             raise ValueError(f"Cluster: subsets must be true or false, got {self.subsets!r}")
+        if isinstance(self.fused_depth, bool) or not isinstance(self.fused_depth, int) or self.fused_depth < 0:
+            raise ValueError(f"Cluster: fused_depth must be an integer >= 0, got {self.fused_depth!r}")
 
     @property
     def k(self) -> int:

@@ -36,6 +36,8 @@ __all__ = [
     "input_layout",
     "subset",
     "base_strategy",
+    "fused_name",
+    "fused_depth",
 ]
 
 
@@ -222,11 +224,29 @@ def placement(strategy: str) -> int | None:
     return None
 
 
+#: Prefix of a fused-stack strategy: ``rows_fused2`` computes its rows for a stack that ends 2 ops later.
+FUSED_PREFIX = "rows_fused"
+
+
+def fused_name(depth: int) -> str:
+    """The strategy of an op whose fused spatial stack ends ``depth`` ops after it (DESIGN §3)."""
+    return f"{FUSED_PREFIX}{depth}"
+
+
+def fused_depth(strategy: str) -> int | None:
+    """How many ops after this one its fused stack ends (``rows_fused2`` → 2); None for other strategies."""
+    tail = strategy[len(FUSED_PREFIX) :] if strategy.startswith(FUSED_PREFIX) else ""
+    return int(tail) if tail.isdigit() and not tail.startswith("0") else None
+
+
 def subset(strategy: str) -> tuple[str, int | None]:
     """A split strategy on a device subset, ``oc@2`` (``oc`` over the 2 fastest devices): ``("oc", 2)``.
 
-    Any other strategy: ``(strategy, None)`` (a split over every device, the host, a placement).
+    A fused-stack op computes as ``rows`` does: ``("rows", None)``. Any other
+    strategy: ``(strategy, None)`` (a split over every device, the host, a placement).
     """
+    if fused_depth(strategy) is not None:
+        return Strategy.ROWS.value, None
     base, sep, m = strategy.partition("@")
     if sep and m.isdigit() and not m.startswith("0"):
         return base, int(m)
@@ -315,8 +335,12 @@ def edge_feasible(s_src: str, s_dst: str) -> bool:
 
     Any layout can be resharded into any other except into a partial sum: a
     consumer in ``partial`` needs partial-sum inputs over the same devices
-    (the same device subset).
+    (the same device subset). An op inside a fused stack (``rows_fused<d>``)
+    feeds only the next op of its stack: ``rows_fused<d-1>``, or ``rows`` at its end.
     """
+    depth = fused_depth(s_src)
+    if depth is not None:
+        return s_dst == (Strategy.ROWS.value if depth == 1 else fused_name(depth - 1))
     if input_layout(s_dst) != Layout.PARTIAL:
         return True
     # partial sums pass on as they are: the consumer must sum over the same devices

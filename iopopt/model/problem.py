@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .cluster import Cluster, pricing_kind
+from .fused import fused_chain, fused_strategies
 from .graph import OpGraph
-from .layouts import check_strategy, edge_feasible, output_layout, strategies_for
+from .layouts import check_strategy, edge_feasible, fused_depth, output_layout, strategies_for
 from .network import NetworkModel
 
 __all__ = ["Problem", "Plan", "InvalidPlan"]
@@ -55,8 +56,12 @@ class Problem:
 
     def strategies(self, node: str) -> tuple[str, ...]:
         """The strategies of ``node`` on this cluster: the splits (with the cluster's ``subsets``, also on the m
-        fastest devices), then one placement ``dev<j>`` per non-host device."""
-        return strategies_for(self.graph[node], self.k, self.host, self.cluster.subsets)
+        fastest devices), then one placement ``dev<j>`` per non-host device; with the cluster's ``fused_depth``,
+        last, the fused-stack strategies ``rows_fused<d>`` (d ≤ fused_depth) the graph allows at ``node``."""
+        out = strategies_for(self.graph[node], self.k, self.host, self.cluster.subsets)
+        if self.cluster.fused_depth and self.k > 1:
+            out += fused_strategies(self.graph, node, self.cluster.fused_depth)
+        return out
 
     def lower_bound_s(self) -> float:
         """A lower bound on any plan's latency: no communication, perfect balance, no overheads.
@@ -158,12 +163,25 @@ class Plan(Mapping):
         if extra:
             raise InvalidPlan(f"plan names nodes that are not in the graph: {extra[:5]}")
         for op in g:
+            depth = fused_depth(self._s[op.name])
+            if depth is not None:  # valid wherever the graph allows the stack, whatever the space option
+                if problem.k < 2 or fused_chain(g, op.name, depth) is None:
+                    raise InvalidPlan(
+                        f"strategy {self._s[op.name]!r} is not applicable to node {op.name!r}: it needs a chain of "
+                        f"{depth} fusable single-consumer spatial ops after it on 2 or more devices"
+                    )
+                continue
             try:
                 check_strategy(op, self._s[op.name], problem.k, problem.host, problem.cluster.subsets)
             except ValueError as exc:
                 raise InvalidPlan(str(exc)) from None
         for src, dst, _ in g.edges():
             if not edge_feasible(self._s[src], self._s[dst]):
+                if fused_depth(self._s[src]) is not None:
+                    raise InvalidPlan(
+                        f"edge {src} → {dst}: {src!r} in {self._s[src]!r} is inside a fused stack, so {dst!r} must "
+                        f"continue it, not be in {self._s[dst]!r}"
+                    )
                 raise InvalidPlan(
                     f"edge {src} → {dst}: {dst!r} in {self._s[dst]!r} needs a partial-sum input over its own devices, "
                     f"but {src!r} in {self._s[src]!r} produces layout {output_layout(self._s[src])}"

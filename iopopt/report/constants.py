@@ -28,20 +28,24 @@ BELOW_REF_NOTE = (
     "A reference is optimal only over its own decision space, so a solver whose plan lies outside that space "
     "can beat it: `ilp_pairs` searches the base plan plus disjoint IOP pairs, so `single` (everything on one "
     "device), `oc` or `ilp` plans are not in its space and may be faster. `ilp` searches every strategy of "
-    "every node within each device's memory, so only a plan that exceeds a device's memory (`*`) should beat it."
+    "every node within each device's memory (fused stacks only with the cluster's `fused_depth`), so only a plan "
+    "that exceeds a device's memory (`*`), or a `deepthings` plan when fused stacks are not in its space, should "
+    "beat it."
 )
 #: Solvers whose plans split the layers across the devices (for the "single fastest" note).
-COOPERATIVE = ("coedge", "oc", "greedy_iop", "ilp_pairs")
+COOPERATIVE = ("coedge", "deepthings", "oc", "greedy_iop", "ilp_pairs")
 #: Terminal tables are kept at most this wide (wider ones are split by columns).
 TEXT_WIDTH = 120
 #: Solvers in this order first in tables; others follow alphabetically.
 SOLVER_ORDER = (
-    "single", "offload", "coedge", "oc", "best_uniform", "random", "greedy_iop", "ilp_pairs", "ilp", "dp", "brute",
+    "single", "offload", "deepthings", "coedge", "oc", "best_uniform", "random", "greedy_iop", "ilp_pairs", "ilp",
+    "dp", "brute",
 )
 #: The colour of each shipped solver in every plot (others get one from a small palette).
 SOLVER_COLORS = {
     "single": "#7f7f7f",
     "offload": "#393b79",
+    "deepthings": "#637939",
     "coedge": "#ff7f0e",
     "oc": "#2ca02c",
     "best_uniform": "#bcbd22",

@@ -69,6 +69,8 @@ def strategy_style(name: str) -> StrategyStyle:
     if name.startswith("dev"):  # placement on device j (dev1, dev 1, dev_1)
         j = "".join(ch for ch in name if ch.isdigit())
         return StrategyStyle("#c5b0d5", f"D{j}", "dev j: the whole op on device j")
+    if name.startswith("rows_fused") and name[len("rows_fused") :].isdigit():  # rows_fused<d>: d ops to the end
+        return StrategyStyle("#98df8a", "rw+", "rows_fused: fused stack member (rows, halos recomputed, no message)")
     if name.endswith("_fused"):  # a fused stack member of a base strategy: its colour, lighter label
         base = strategy_style(name[: -len("_fused")])
         return StrategyStyle(base.color, base.short + "+", f"{name}: fused stack member (halos recomputed)")
@@ -115,11 +117,19 @@ def iop_pairs(per_op: Sequence[Mapping]) -> list[Span]:
 
 
 def fused_stacks(per_op: Sequence[Mapping]) -> list[Span]:
-    """Fused spatial stacks: consecutive ``*_fused`` layers and the layer that ends the stack."""
+    """Fused spatial stacks: consecutive ``*_fused`` layers and the layer that ends the stack.
+
+    A ``rows_fused<d>`` layer starts a stack that ends d layers later.
+    """
     out = []
     i = 0
     while i < len(per_op):
-        if str(per_op[i].get("strategy", "")).endswith("_fused"):
+        s = str(per_op[i].get("strategy", ""))
+        if s.startswith("rows_fused") and s[len("rows_fused") :].isdigit():
+            last = min(i + int(s[len("rows_fused") :]), len(per_op) - 1)
+            out.append(Span("fused stack", i, last, f"fused {len(out) + 1}", tuple(range(i, last + 1))))
+            i = last + 1
+        elif s.endswith("_fused"):
             j = i
             while j + 1 < len(per_op) and str(per_op[j + 1].get("strategy", "")).endswith("_fused"):
                 j += 1

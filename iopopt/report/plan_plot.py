@@ -100,7 +100,8 @@ def plot_plans(records: Sequence[dict], path: Path, title: str | None = None) ->
     rec = records[0]
     ax.set_title(title or f"{rec.get('model')} on {rec.get('cluster')} / {rec.get('network')}: the plan of each "
                  "solver, layer by layer", fontsize=10, loc="left")
-    handles = [Patch(color=strategy_style(s).color, label=strategy_style(s).meaning) for s in used]
+    styles = dict.fromkeys(strategy_style(s) for s in used)  # rows_fused1, rows_fused2, ... share one entry
+    handles = [Patch(color=st.color, label=st.meaning) for st in styles]
     handles += [Line2D([], [], color=_SPAN_COLORS.get(k, "#8c564b"), linewidth=1.2, label=f"{k} (bracket)")
                 for k in kinds]
     handles.append(Patch(color=_COMM, label="bytes into the layer (bar height ∝ √bytes)"

@@ -5,6 +5,14 @@ from its cost terms (:func:`iopopt.compile.terms`): the variables here, the
 memory rows (:mod:`.memory`), the objective and the budget rows
 (:mod:`.objective`). The model is exact for the cost model (DESIGN §5), see
 :mod:`iopopt.solvers.ilp`.
+
+Fused spatial stacks need no variables of their own: ``rows_fused<d>`` names
+a stack segment by how far it still runs (the d ops after the node), so each
+node's binaries already choose the segment it belongs to, and an edge has
+variables only for the pairs that continue a stack (``rows_fused<d>`` →
+``rows_fused<d-1>``, ``rows_fused1`` → ``rows``; the others are infeasible
+edges, :func:`iopopt.model.fused.breaks_stack`). The marginal rows then force
+every stack to run to its end, which is what segment variables would state.
 """
 
 from __future__ import annotations
