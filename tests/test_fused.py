@@ -146,7 +146,7 @@ def test_random_plans_with_fused_stacks_verify(seed, kind):
 def _agree(seed: int, depth: int | None = None) -> tuple[bool, bool]:
     """Brute force (where the space is small enough), DP and the ILP agree.
 
-    Returns (brute force ran, the optimum fuses a stack).
+    Returns (brute force ran, every solver's optimum fuses a stack).
 
     Slow devices and a 2 ms per-message latency: the regime where recomputing halos can beat exchanging them.
     """
@@ -165,10 +165,12 @@ def _agree(seed: int, depth: int | None = None) -> tuple[bool, bool]:
     assert all(math.isclose(o, objectives[0], rel_tol=1e-9) for o in objectives), (seed, objectives)
     for r in results:  # the framework's cost model agrees with each solver's objective
         assert math.isclose(iopopt.evaluate(problem, r.plan).latency_s, r.objective, rel_tol=1e-9)
-    return len(results) == 3, bool(stacks(graph, results[-1].plan))
+    return len(results) == 3, all(stacks(graph, r.plan) for r in results)
 
 
-@pytest.mark.parametrize("seed", [4, 5, 7, 24])  # instances whose optimum fuses a stack
+# instances whose optimum with fused stacks is strictly faster than without (ties would let a solver return
+# either, and the ILP's exact reduction drops a fused strategy that only ties with plain rows)
+@pytest.mark.parametrize("seed", [26, 31, 71])
 def test_brute_dp_and_ilp_agree_with_fused_stacks(seed):
     assert _agree(seed) == (True, True)
 
@@ -209,7 +211,8 @@ def test_deepthings_stops_where_a_tensor_has_two_consumers():
     assert len(graph.consumers("stem_2")) == 2
 
 
-@pytest.mark.parametrize("seed", [7, 13])  # instances whose capped optimum fuses a stack
+# instances whose capped optimum is strictly faster with fused stacks than without
+@pytest.mark.parametrize("seed", [26, 31, 43])
 def test_memory_capped_optimum_with_fused_stacks(seed):
     """Brute force = ILP under a memory cap (0.8 × the single-device peak); the optimum fits and verifies."""
     module, shape = random_cnn(1000 + seed, 1 + seed % 3, kind="chain", channels=(2, 6), input_hw=(12, 12))
@@ -224,7 +227,9 @@ def test_memory_capped_optimum_with_fused_stacks(seed):
     brute, ilp = BruteSolver(max_plans=2 * 10**6).solve(problem), IlpSolver().solve(problem)
     assert brute.termination == ilp.termination == "optimal"
     assert math.isclose(brute.objective, ilp.objective, rel_tol=1e-9)
-    assert stacks(graph, ilp.plan)
+    assert stacks(graph, ilp.plan) and stacks(graph, brute.plan)
+    unfused = IlpSolver().solve(Problem(graph, Cluster(devices, 0, fused_depth=0), net))
+    assert unfused.termination == "optimal" and ilp.objective < unfused.objective * (1 - 1e-6)
     report = iopopt.evaluate(problem, ilp.plan)
     assert max(d.peak_bytes for d in report.per_device) <= cap
     check = iopopt.verify(problem, ilp.plan, module)
