@@ -4,7 +4,7 @@
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity         # outputs/reference/fidelity/
     nice -n 5 .venv/bin/python scripts/testbed_studies.py fidelity --all   # every model x cluster x network
     .venv/bin/python scripts/testbed_studies.py paper --summary-only      # summary.json of what points.jsonl has
-    flock -x /work/cpu.lock .venv/bin/python scripts/testbed_studies.py fidelity --minutes 12   # in pieces
+    .venv/bin/python scripts/testbed_studies.py fidelity --minutes 12   # in pieces, on an otherwise idle machine
 
 Needs root (the testbed) and an `iopopt profile` (outputs/profile/latest): CPU fractions are relative to its
 core. `fidelity` without --all measures a balanced quarter of the grid (every model, every cluster and every
