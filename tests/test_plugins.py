@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,17 @@ def install_fixture(root: Path) -> Path:
 
 
 @pytest.fixture
-def installed(tmp_path, monkeypatch) -> Path:
+def installed(tmp_path, monkeypatch) -> Iterator[Path]:
     root = install_fixture(tmp_path / "site")
     monkeypatch.syspath_prepend(str(root))
-    return root
+    yield root
+    # the plugin's solver leaves Hydra's ConfigStore with the package: other tests of this process count options
+    from hydra.core.config_store import ConfigStore
+
+    from iopopt.app import plugins
+
+    ConfigStore.instance().repo.get("solver", {}).pop("ext_best.yaml", None)
+    plugins._REGISTERED.discard("ext_best")
 
 
 def run_cli(cwd: Path, *args: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
