@@ -54,7 +54,7 @@ def _ilp(graph, cluster, backend: str):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--all", action="store_true", help="also time the ILP on all 68 models")
-    ap.add_argument("--backend", default="HiGHS", help="backend of the ILP (default: the ILP's own, HiGHS; or PULP_CBC_CMD)")
+    ap.add_argument("--backend", default="HiGHS", help="backend of the ILP (default HiGHS, the ILP's; or PULP_CBC_CMD)")
     ap.add_argument("--devices", type=int, default=4)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -177,7 +177,7 @@ def test_paper_experiment_solves_the_papers_grid():
     assert set(cfg.grid.solvers) == {
         "single", "offload", "deepthings", "coedge", "oc", "greedy_iop", "ilp_pairs", "ilp"
     }
-    assert cfg.cluster.get("fused_depth", 0) == 0  # ilp in the default space; fused stacks are an opt-in (scripts/fused_stacks.py)
+    assert cfg.cluster.get("fused_depth", 0) == 0  # ilp in the default space; fused stacks are opt-in
 
 
 def test_gap_experiment_has_enough_synthetic_instances():
