@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from iopopt import Cluster, Device, Problem, compile_plan, evaluate, plans, trace, zoo
+from iopopt._lifecycle import pid_exists
 from iopopt.exec import testbed as tb
 from iopopt.exec.distributed import DistributedError, Fault, check_trace, last_pids, launch
 from iopopt.exec.testbed import _sys, cpu_fractions, cpu_period, emulated_cluster, unavailable_reason
@@ -101,20 +102,12 @@ def _assert_nothing_left(cgroup_root: str, inodes: set[int], pids: list[int], ti
         left = {
             "cgroup": os.path.exists(cgroup_root),
             "netns": sorted(inodes & _netns_inodes_in_use()),
-            "processes": [p for p in pids if _sys.pid_alive(p) and not _zombie(p)],
+            "processes": [p for p in pids if pid_exists(p)],  # alive and not a zombie
         }
         if not any(left.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert not any(left.values()), f"left behind: {left}"
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 def _problem(k: int, network):

@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 import time
+from collections.abc import Callable
 
 __all__: list[str] = []
 
@@ -83,16 +84,6 @@ def members(cgroup: str) -> list[int]:
     return out
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover
-        return True
-    return True
-
-
 def remove_cgroup(root: str, timeout_s: float = 10.0) -> list[int]:
     """SIGKILL every process in ``root`` (and below), then remove the directories bottom-up.
 
@@ -125,8 +116,12 @@ def remove_cgroup(root: str, timeout_s: float = 10.0) -> list[int]:
     return killed
 
 
-def sweep_stale(roots: list[str]) -> list[str]:
-    """Remove testbed cgroups whose owner process is dead (left when the owner and its watchdog were killed)."""
+def sweep_stale(roots: list[str], alive: Callable[[int], bool]) -> list[str]:
+    """Remove testbed cgroups whose owner process is dead (left when the owner and its watchdog were killed).
+
+    ``alive(pid)`` tells whether an owner still runs (the caller passes
+    :func:`iopopt._lifecycle.pid_exists`; this module stays standard-library only for the watchdog).
+    """
     removed = []
     for root in roots:
         try:
@@ -140,7 +135,7 @@ def sweep_stale(roots: list[str]) -> list[str]:
                 owner = int(name[len(CGROUP_PREFIX):])
             except ValueError:
                 continue
-            if pid_alive(owner):
+            if alive(owner):
                 continue
             path = os.path.join(root, name)
             remove_cgroup(path, timeout_s=5.0)

@@ -24,6 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..._lifecycle import pid_exists
 from . import _sys
 from .netns import Topology, make_topology
 
@@ -166,7 +167,7 @@ class Testbed:
             raise TestbedUnavailable(reason)
         cpu = _sys.cgroup_mount("cpu")
         assert cpu is not None
-        self.swept = _sys.sweep_stale([cpu])
+        self.swept = _sys.sweep_stale([cpu], pid_exists)
         try:
             self._start(cpu)
         except BaseException:
