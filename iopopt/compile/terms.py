@@ -138,6 +138,13 @@ class CostTerms:
             self._canon_s[(name, m)] = got
         return got
 
+    def rows_of(self, name: str, strategy: str, m: int | None) -> tuple[tuple[int, int] | None, ...]:
+        """Per-device output rows of ``name`` in a ``rows`` strategy: the canonical split, or in a fused stack
+        (``rows_fused<d>``) the rows its stack's end needs (:func:`~iopopt.model.fused.stack_rows`)."""
+        if fused_depth(strategy) is None:
+            return self.canon_s(name, m)
+        return stack_rows(self.g, name, strategy, self.canon_s)
+
     def _dist_c(self, shape: tuple[int, ...], ivs: ChannelBlocks) -> Dist:
         rows = (0, shape[2]) if len(shape) == 4 else None
         return Dist(Layout.CHANNELS, tuple(Region(iv, rows) if iv else None for iv in ivs), shape)
@@ -204,11 +211,7 @@ class CostTerms:
             got = self._dist_c(shape, self.canon_c(name, m))
         elif base == "rows":
             c = shape[1]
-            rows = (
-                self.canon_s(name, m)
-                if fused_depth(strategy) is None
-                else stack_rows(self.g, name, strategy, self.canon_s)
-            )
+            rows = self.rows_of(name, strategy, m)
             got = Dist(Layout.ROWS, tuple(Region(((0, c),), r) if r else None for r in rows), shape)
         elif base in ("ic", "partial"):
             got = self._dist_full(Layout.PARTIAL, shape, self.p_holders(name, m))
@@ -239,11 +242,7 @@ class CostTerms:
             got = self._req_channel(op, index, shape, m)
         elif base == "rows":
             parts: list[Region | None] = []
-            for r in (
-                self.canon_s(name, m)
-                if fused_depth(strategy) is None
-                else stack_rows(self.g, name, strategy, self.canon_s)
-            ):
+            for r in self.rows_of(name, strategy, m):
                 if r is None:
                     parts.append(None)
                     continue
