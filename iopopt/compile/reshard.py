@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..model.cluster import split_counts
-from ..model.layouts import ChannelBlocks, Dist, Intervals, Layout, Region
+from ..model.layouts import ChannelBlocks, Dist, Intervals, Layout, Region, full_region
 from ..model.network import Message, NetworkModel
 
 __all__ = ["Transfer", "Resharding", "reshard", "blocks"]
@@ -128,6 +128,7 @@ def reshard(
                 staging[d] = r.elems(shape) * dtype_bytes
     else:
         p1 = []
+        whole = full_region(shape)
         for d, r in enumerate(dst.parts):
             if r is None:
                 continue
@@ -137,10 +138,11 @@ def reshard(
             staging[d] = r.elems(shape) * dtype_bytes
             if own is not None and own.contains(r):
                 continue  # local slicing
+            everything = r == whole  # then each holder sends what it holds
             for e, held in enumerate(src.parts):
                 if e == d or held is None:
                     continue
-                piece = held.intersect(r)
+                piece = (None if held.is_empty() else held) if everything else held.intersect(r)
                 if piece is not None:
                     p1.append(Transfer(e, d, piece, piece.elems(shape) * dtype_bytes))
         phases = [tuple(p1)]

@@ -271,12 +271,16 @@ class CostTerms:
         a = self.out_dist(src, s_src)
         b = self.req_dist(dst, s_dst, index)
         ivs = self.canon_c(src, subset(s_src)[1]) if a.kind == Layout.PARTIAL and b.kind == Layout.REPLICATED else None
+        got = self._edge[key] = self.between(a, b, ivs)
+        return got
+
+    def between(self, a: Dist, b: Dist, ivs: ChannelBlocks | None = None) -> Resharding | None:
+        """The resharding of distribution ``a`` into ``b`` (both from :meth:`out_dist` / :meth:`req_dist`:
+        interned, so cached by identity); ``ivs``: a partial sum's channel blocks, when ``b`` is replicated."""
         same = (id(a), id(b), None if ivs is None else id(ivs))  # a, b interned; ivs cached per node
         if same in self._reshard:
-            got = self._reshard[same]
-        else:
-            got = self._reshard[same] = reshard(a, b, self.dtype_bytes, self.network, ivs)
-        self._edge[key] = got
+            return self._reshard[same]
+        got = self._reshard[same] = reshard(a, b, self.dtype_bytes, self.network, ivs)
         return got
 
     def edge_time_s(self, src: str, dst: str, index: int, s_src: str, s_dst: str) -> float:
