@@ -18,13 +18,14 @@ every stack to run to its end, which is what segment variables would state.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ...compile.terms import terms as cost_terms
 from ...model.problem import Plan, Problem
 from ...space.pairs import Pair, apply_pairs, base_plan, candidate_pairs
 from .reduce import dominated, lift
+from .twins import collapse
 
 __all__ = ["Model", "build", "affine", "linear"]
 
@@ -53,7 +54,7 @@ class Model:
     hopeless: bool = False
     peak: object = None  # the variable bounding every device's peak (MiB), for objective peak_memory
     budget_rows: dict[str, float] = field(default_factory=dict)  # budget setting → its limit
-    removals: list = field(default_factory=list)  # dominated strategies left out (:mod:`.reduce`), in order
+    removals: list = field(default_factory=list)  # strategies left out (:mod:`.twins`, :mod:`.reduce`), in order
 
     def stats(self) -> dict:
         p = self.prob
@@ -141,10 +142,11 @@ def linear(var) -> tuple:
     return (((var, 1.0),), 0.0)
 
 
-def _full_domains(problem: Problem) -> dict[str, tuple[str, ...]]:
-    """Each node's strategies, minus those no neighbour strategy can connect to (arc consistency)."""
+def _full_domains(problem: Problem, start: Mapping[str, Sequence[str]] | None = None) -> dict[str, tuple[str, ...]]:
+    """Each node's strategies (of ``start``, else all), minus those no neighbour strategy can connect to
+    (arc consistency)."""
     g, t = problem.graph, cost_terms(problem)
-    dom = {n: list(problem.strategies(n)) for n in g.order}
+    dom = {n: list(problem.strategies(n) if start is None else start[n]) for n in g.order}
     edges = g.edges()
     changed = True
     while changed:
@@ -207,7 +209,8 @@ def _reduced(problem: Problem, domains: dict, quantity: str, memory: bool) -> tu
 def _variables(pulp, problem: Problem, space: str, base: str, reduce: tuple[str, bool] | None = None) -> Model:
     """The binaries ``x`` (or ``z`` in the pairs space) and edge variables ``y``, with their rows.
 
-    ``reduce`` = (objective, memory rows possible) leaves out dominated strategies in the full space.
+    ``reduce`` = (objective, memory rows possible) leaves out dominated strategies in the full space, and
+    placements on twin devices when that is (latency, False).
     """
     g, t = problem.graph, cost_terms(problem)
     removals: list = []
@@ -218,9 +221,13 @@ def _variables(pulp, problem: Problem, space: str, base: str, reduce: tuple[str,
     x: dict[str, dict[str, tuple]] = {}
     pairs, zs, base_p = [], [], None
     if space == "full":
-        domains = _full_domains(problem)
+        start = None
+        if reduce == ("latency", False):  # placements on twin devices: one of each kind suffices
+            start, removals = collapse(problem, {n: problem.strategies(n) for n in g.order})
+        domains = _full_domains(problem, start)
         if reduce is not None:
-            domains, removals = _reduced(problem, domains, *reduce)
+            domains, more = _reduced(problem, domains, *reduce)
+            removals += more
         for n, dom in domains.items():
             if len(dom) == 1:
                 x[n] = {dom[0]: _ONE}

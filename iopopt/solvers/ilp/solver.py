@@ -30,7 +30,9 @@ per candidate pair, with each ``x`` an affine function of the ``z``.
 The backend is any PuLP solver by name (``HiGHS`` through highspy, in
 process: the default; ``PULP_CBC_CMD`` bundled). In the full space, strategies
 dominated by another strategy of their node are left out first
-(:mod:`.reduce`: exact, the optimum is kept). The returned objective is the cost model's value of the
+(:mod:`.reduce`: exact, the optimum is kept), and, for latency with no memory
+rows, the placements on a device whose twin (an equal device) is never worse
+on any term (:mod:`.twins`: exact too). The returned objective is the cost model's value of the
 chosen objective for the extracted plan; ``bound`` is the backend's proven
 lower bound (seconds, joules or bytes).
 """
