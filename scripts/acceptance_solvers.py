@@ -1,4 +1,4 @@
-"""Solver acceptance sweep: every zoo model × devices × clusters × networks × bandwidths.
+"""Solver acceptance sweep: every zoo model × devices × clusters (and presets) × networks × bandwidths.
 
 For each instance it runs every configured solver (``brute`` only where it
 accepts the instance, ``dp`` only on chains) and checks, independently of the
@@ -42,6 +42,8 @@ NETWORKS = {"shared": SharedNetwork, "switched": SwitchedNetwork}
 HETERO_SPEEDS = (8e9, 4e9, 2e9, 1e9)  # cycled over the devices
 RTOL = 1e-9
 FUSED_DEPTH = 12  # the longest fused spatial stack in the space, in ops after its first
+# where placements and memory matter: a weak camera host with two strong helpers; boards too small for VGG-16
+PRESETS = ("camera_rpi5_x2", "rpi_zero2_x4")
 
 
 def cluster(k: int, hetero: bool) -> Cluster:
@@ -51,11 +53,27 @@ def cluster(k: int, hetero: bool) -> Cluster:
                    name=f"{'het' if hetero else 'hom'}{k}", fused_depth=FUSED_DEPTH)
 
 
-def run_group(model: str, k: int, hetero: bool, solver_names: list[str], verify: bool) -> list[dict]:
+def preset(name: str) -> Cluster:
+    """A cluster preset of ``conf/cluster/`` (e.g. the weak-host ``camera_rpi5_x2``), with the sweep's fused stacks."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from iopopt.app.configs import build_cluster
+    from iopopt.solvers.registry import CONF_DIR
+
+    tree = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "cluster" / f"{name}.yaml"), resolve=True)
+    return dataclasses.replace(build_cluster(tree), name=name, fused_depth=FUSED_DEPTH)
+
+
+def run_group(model: str, k: int, hetero: bool | str, solver_names: list[str], verify: bool) -> list[dict]:
+    """One model on one cluster (k devices, homogeneous or heterogeneous; or the preset named by ``hetero``)
+    over every network and bandwidth."""
     torch.set_num_threads(1)
     module, shape = zoo.build(model)
     graph = iopopt.trace(module, shape, name=model)
-    cl = cluster(k, hetero)
+    cl = preset(hetero) if isinstance(hetero, str) else cluster(k, hetero)
+    k = cl.k
     verified: dict = {}
     rows = []
     for net_name, net_cls in NETWORKS.items():
@@ -126,10 +144,12 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--devices", nargs="*", type=int, default=list(DEVICES))
+    ap.add_argument("--presets", nargs="*", default=list(PRESETS), help="cluster presets swept as well")
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args(argv)
     names = sorted(solver_configs())
     groups = [(m, k, h) for m in args.models for k in args.devices for h in (False, True)]
+    groups += [(m, 0, p) for m in args.models for p in args.presets]
     start = time.time()
     out = Parallel(n_jobs=args.jobs, verbose=5)(
         delayed(run_group)(m, k, h, names, not args.no_verify) for m, k, h in groups
