@@ -102,16 +102,17 @@ def collapse(
                     key = (tuple(id(out[j]) for j in sorted(out)), "from", id(b))
                     if key not in vectors:
                         vectors[key] = _times([t.between(out.get(j), b) if j in out else None for j in range(k)])
-        if on_u and on_v:
-            src, dst = where[on_u[0]], where[on_v[-1]]
-            if src != dst:
-                e = t.edge(u, v, i, on_u[0], on_v[-1])
-                if e is None or len(e.phases) != 1 or len(e.phases[0]) != 1:
-                    return full, []  # not one message: this module's argument does not apply
-                m = e.phases[0][0]
-                if e.time_s != problem.network.phase_time([Message(src, dst, m.nbytes)]):
-                    return full, []
-                sizes.add(m.nbytes)
+        # the tensor this edge moves between two placements (on any two devices: the output node's only
+        # placement is the host, and a tensor reaches it from every other device)
+        pair = next(((a, b) for a in on_u for b in on_v if where[a] != where[b]), None)
+        if pair is not None:
+            e = t.edge(u, v, i, *pair)
+            if e is None or len(e.phases) != 1 or len(e.phases[0]) != 1:
+                return full, []  # not one message: this module's argument does not apply
+            m = e.phases[0][0]
+            if e.time_s != problem.network.phase_time([Message(where[pair[0]], where[pair[1]], m.nbytes)]):
+                return full, []
+            sizes.add(m.nbytes)
     matrix = np.array(list(vectors.values())) if vectors else np.zeros((0, k))
     nodes = np.array(node_t) if node_t else np.zeros((0, k))
     net = problem.network
