@@ -321,13 +321,13 @@ def test_memory_off_and_auto():
 
 def test_time_limited_solve_keeps_incumbent_and_bound():
     graph = _graph(0, 300, "dag", channels=(4, 32), hw=(16, 16))
-    flops = [1e7, 2e7, 1e7, 3e7, 1e7, 2e7]
+    flops = [1e7, 2e7, 1.1e7, 3e7, 1.2e7, 2.1e7]  # no two devices alike: no twin reduction makes it easy
     devices = tuple(Device(f"d{i}", f) for i, f in enumerate(flops))
     problem = Problem(graph, Cluster(devices), SwitchedNetwork(1e8, 1e-5))
-    # each backend needs several seconds to prove this one; within 0.5 s it holds the warm start (the all-host
+    # each backend needs about a second to prove this one; within 0.1 s it holds the warm start (the all-host
     # plan) or better, and a bound (its own, or every term at its least when it stopped before having one)
     for backend in ("HiGHS", "PULP_CBC_CMD"):
-        result = IlpSolver(time_limit_s=0.5, backend=backend).solve(problem)
+        result = IlpSolver(time_limit_s=0.1, backend=backend).solve(problem)
         assert result.termination == "time_limit", result.extra
         assert result.plan is not None and result.extra["stopped_by_limit"]
         assert _close(result.objective, evaluate(problem, result.plan).latency_s)
