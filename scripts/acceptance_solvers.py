@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 import time
 from collections import Counter
@@ -30,11 +31,14 @@ from pathlib import Path
 
 import torch
 from joblib import Parallel, delayed
+from omegaconf import OmegaConf
 
 import iopopt
 from iopopt import Cluster, Device, zoo
+from iopopt.app.configs import build_cluster
 from iopopt.network import SharedNetwork, SwitchedNetwork
 from iopopt.solvers import ObjectiveMismatch, SolverError, make_solver, solver_configs
+from iopopt.solvers.registry import CONF_DIR
 
 MODELS = ("alexnet", "vgg16", "resnet18", "resnet50", "mobilenet_v2", "inception_mini")
 DEVICES = (2, 3, 4, 6, 8)
@@ -56,25 +60,15 @@ def cluster(k: int, hetero: bool) -> Cluster:
 
 def preset(name: str) -> Cluster:
     """A cluster preset of ``conf/cluster/`` (e.g. the weak-host ``camera_rpi5_x2``), with the sweep's fused stacks."""
-    import dataclasses
-
-    from omegaconf import OmegaConf
-
-    from iopopt.app.configs import build_cluster
-    from iopopt.solvers.registry import CONF_DIR
-
-    tree = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "cluster" / f"{name}.yaml"), resolve=True)
-    return dataclasses.replace(build_cluster(tree), name=name, fused_depth=FUSED_DEPTH)
+    cl = build_cluster(OmegaConf.load(CONF_DIR / "cluster" / f"{name}.yaml"))
+    return dataclasses.replace(cl, name=name, fused_depth=FUSED_DEPTH)
 
 
-def run_group(model: str, k: int, hetero: bool | str, solver_names: list[str], verify: bool) -> list[dict]:
-    """One model on one cluster (k devices, homogeneous or heterogeneous; or the preset named by ``hetero``)
-    over every network and bandwidth."""
+def run_group(model: str, cl: Cluster, solver_names: list[str], verify: bool) -> list[dict]:
+    """One model on one cluster over every network and bandwidth."""
     torch.set_num_threads(1)
     module, shape = zoo.build(model)
     graph = iopopt.trace(module, shape, name=model)
-    cl = preset(hetero) if isinstance(hetero, str) else cluster(k, hetero)
-    k = cl.k
     verified: dict = {}
     rows = []
     for net_name, net_cls in NETWORKS.items():
@@ -82,7 +76,7 @@ def run_group(model: str, k: int, hetero: bool | str, solver_names: list[str], v
             problem = iopopt.Problem(graph, cl, net_cls(bandwidth_bytes_per_s=bw, latency_s=1e-3))
             results = {}
             for name in solver_names:
-                row = dict(model=model, k=k, cluster=cl.name, network=net_name, bandwidth=bw, solver=name)
+                row = dict(model=model, k=cl.k, cluster=cl.name, network=net_name, bandwidth=bw, solver=name)
                 try:
                     solver = make_solver(name)
                     res = solver.solve(problem)
@@ -153,11 +147,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args(argv)
     names = sorted(solver_configs())
-    groups = [(m, k, h) for m in args.models for k in args.devices for h in (False, True)]
-    groups += [(m, 0, p) for m in args.models for p in args.presets]
+    clusters = [cluster(k, h) for k in args.devices for h in (False, True)] + [preset(p) for p in args.presets]
     start = time.time()
     out = Parallel(n_jobs=args.jobs, verbose=5)(
-        delayed(run_group)(m, k, h, names, not args.no_verify) for m, k, h in groups
+        delayed(run_group)(m, cl, names, not args.no_verify) for m in args.models for cl in clusters
     )
     rows = [r for group in out for r in group]
     dest = Path(args.out)

@@ -204,9 +204,9 @@ def run_paper(configs: Sequence[Config], out: Path, core: Device, log: Callable[
     # `single` is one plan on one emulated device, the same in every instance of a model: its spread over the
     # instances is the testbed's own noise, and its median the steadier denominator of a speedup
     ones: dict[str, list[float]] = {}
-    for r in rows:
-        if r["plan"] == "single":
-            ones.setdefault(r["model"], []).append(r["measured_s"])
+    for (m, _, _), plans in inst.items():
+        if "single" in plans:
+            ones.setdefault(m, []).append(plans["single"]["measured_s"])
     one_device = {m: {"n": len(v), "median_s": statistics.median(v), "min_s": min(v), "max_s": max(v)}
                   for m, v in ones.items()}
     table = []

@@ -71,37 +71,37 @@ def collapse(
     def device_of(s: str) -> int | None:
         return host if s == "host" else placement(s)
 
+    # each node's placements and other (split) strategies, once
+    on = {n: [s for s in full[n] if device_of(s) is not None] for n in g.order}
+    split = {n: [s for s in full[n] if device_of(s) is None] for n in g.order}
     # 1. node times per device; inf where a node has no placement on that device
     node_t = []
     for n in g.order:
-        on = [where[s] for s in full[n] if device_of(s) is not None]
-        if on:
+        if on[n]:
             row = np.full(k, np.inf)
-            for j in on:
-                row[j] = t.node(n, names[j]).compute_s
+            for s in on[n]:
+                row[where[s]] = t.node(n, s).compute_s
             node_t.append(row)
     # 2. edges between a split strategy and the placements, per distinct distribution and tensor shape
     vectors: dict[tuple, np.ndarray] = {}
     sizes: set[int] = set()  # bytes of the one message between two placements, per tensor
     for u, v, i in g.edges():
-        on_u = [s for s in full[u] if device_of(s) is not None]
-        on_v = [s for s in full[v] if device_of(s) is not None]
+        on_u, on_v = on[u], on[v]
         if len(on_v) > 1:
             req = {where[q]: t.req_dist(v, q, i) for q in on_v}
-            for s in full[u]:
-                if device_of(s) is None and fused_depth(s) is None:  # a fused producer feeds no placement
+            ids = tuple(id(req[j]) for j in sorted(req))
+            for s in split[u]:
+                if fused_depth(s) is None:  # a fused producer feeds no placement
                     a = t.out_dist(u, s)
-                    key = (id(a), "to", tuple(id(req[j]) for j in sorted(req)))
-                    if key not in vectors:
-                        vectors[key] = _times([t.between(a, req.get(j)) if j in req else None for j in range(k)])
+                    if (key := (id(a), "to", ids)) not in vectors:
+                        vectors[key] = _times([t.between(a, req[j]) if j in req else None for j in range(k)])
         if len(on_u) > 1:
             out = {where[s]: t.out_dist(u, s) for s in on_u}
-            for q in full[v]:
-                if device_of(q) is None:
-                    b = t.req_dist(v, q, i)
-                    key = (tuple(id(out[j]) for j in sorted(out)), "from", id(b))
-                    if key not in vectors:
-                        vectors[key] = _times([t.between(out.get(j), b) if j in out else None for j in range(k)])
+            ids = tuple(id(out[j]) for j in sorted(out))
+            for q in split[v]:
+                b = t.req_dist(v, q, i)
+                if (key := (ids, "from", id(b))) not in vectors:
+                    vectors[key] = _times([t.between(out[j], b) if j in out else None for j in range(k)])
         # the tensor this edge moves between two placements (on any two devices: the output node's only
         # placement is the host, and a tensor reaches it from every other device)
         pair = next(((a, b) for a in on_u for b in on_v if where[a] != where[b]), None)
