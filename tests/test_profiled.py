@@ -20,7 +20,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from iopopt.app import configs, targets
 from iopopt.solvers import CONF_DIR
-from iopopt.studies.profile.fit import fit_roofline
+from iopopt.studies.profile.fit import CACHE_SIZES, fit_roofline
 from iopopt.studies.profile.presets import (
     cluster_yaml,
     device_figures,
@@ -106,6 +106,22 @@ def test_fit_recovers_pointwise_convs_and_the_working_set():
     flat = Device("flat", **{k: plain[k] for k in keys})
     acts = [s for s in samples if s["kind"] == "act"]
     assert max(abs(flat.compute_s("act", s["flops"], s["bytes"]) / s["time_s"] - 1) for s in acts) > 0.3
+
+
+def test_fit_keeps_the_working_set_where_no_sample_needs_it():
+    """With the DRAM figure given the fit always has a working set; on samples that all fit the caches it is the
+    largest size, which binds on none of them, so every sample is timed as without it."""
+    rng = np.random.default_rng(2)
+    samples = []
+    for kind, bw in (("act", 1e11), ("bn", 5e10), ("cat", 3e10)):
+        for _ in range(20):
+            nbytes = float(10 ** rng.uniform(4, 6.5))
+            samples.append({"kind": kind, "flops": nbytes * 0.125, "bytes": nbytes, "time_s": nbytes / bw + OVERHEAD})
+    samples += [{"kind": "conv", "flops": f, "bytes": f / 50, "time_s": f / 1.5e11 + OVERHEAD}
+                for f in 10 ** rng.uniform(6, 9, 20)]
+    fit = fit_roofline(samples, dram_bytes_per_s=2e10)
+    assert fit["cache_bytes"] == max(CACHE_SIZES) and fit["dram_bytes_per_s"] == 2e10
+    assert all(s["bytes"] <= fit["cache_bytes"] for s in samples)
 
 
 # -- a profile directory -----------------------------------------------------------------------------
@@ -277,3 +293,27 @@ def test_time_ops_and_the_prediction_on_a_tiny_model():
     predicted = predict_ops(graph, dev)
     for op in ops:  # one device, only a FLOP/s figure: FLOPs / rate + overhead
         assert predicted[op.name] == pytest.approx(op.flops / 2e9 + 3e-6, rel=1e-12)
+
+
+def test_reference_kernels_and_the_drift_line():
+    """The reference kernels time both a conv and a copy; a drift beyond 10% either way, against the profile or
+    within the run, gets the warning line and the paragraph says it; a profile without them says so."""
+    from iopopt.studies.opfit.measure import drift, reference_times
+    from iopopt.studies.opfit.report import DRIFT_WARN, _drift_paragraph, drift_line
+
+    ref = reference_times(repeats=3)
+    assert set(ref) == {"conv", "copy"} and all(0 < t < 1 for t in ref.values())
+    assert drift(ref, ref) == {"conv": 0.0, "copy": 0.0}
+    then = {"conv": 2e-3, "copy": 4e-3}
+    assert drift({"conv": 2.5e-3, "copy": 3e-3}, then) == {"conv": 0.25, "copy": -0.25}
+    quiet = {"reference_drift_vs_profile": drift({"conv": 2.1e-3, "copy": 3.9e-3}, then),
+             "reference_drift_in_run": {"conv": 0.02, "copy": -0.01}}
+    assert drift_line(quiet) is None and "conv +5.0%" in _drift_paragraph(quiet)
+    for vs, inrun in (({"conv": DRIFT_WARN + 0.01, "copy": 0.0}, {"conv": 0.0}),
+                      ({"conv": 0.0, "copy": -DRIFT_WARN - 0.01}, {"conv": 0.0}),
+                      ({"conv": 0.0}, {"copy": 0.2})):
+        meta = {"reference_drift_vs_profile": vs, "reference_drift_in_run": inrun}
+        line = drift_line(meta)
+        assert line is not None and line.startswith("WARNING") and line in _drift_paragraph(meta)
+    old = {"reference_drift_vs_profile": None, "reference_drift_in_run": {"conv": 0.0}}
+    assert "unknown" in drift_line(old) and "none recorded" in _drift_paragraph(old)

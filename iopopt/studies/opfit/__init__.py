@@ -8,6 +8,10 @@ profile`` (:func:`.measure.predict_ops`). Writes ``opfit.csv`` (one row per
 operator), ``kinds.csv``, ``opfit.md`` (the tables and the acceptance
 checks: total within ±15%, each kind with at least 1 ms within ±30%, median
 per-operator error ≤ 25%), ``summary.json`` and ``opfit.png`` into ``--out``.
+Two reference kernels (:func:`.measure.reference_times`) timed before and
+after the run, against the same kernels timed by the profile, say how much
+faster or slower the machine ran than when it was profiled: on a shared
+machine that drift, not the model, can be most of an error.
 
 Entry points: ``iopopt opfit [--models ...] [--profile latest|DIR] [--out DIR]`` and
 ``python -m iopopt.studies.opfit``.
@@ -28,8 +32,8 @@ from pathlib import Path
 
 from ...results.io import write_text_atomic
 from .._progress import Progress
-from .measure import CLOCKS, forward_time, predict_ops, time_ops
-from .report import plot, summarize, write_csv, write_markdown
+from .measure import CLOCKS, drift, forward_time, predict_ops, reference_times, time_ops
+from .report import drift_line, plot, summarize, write_csv, write_markdown
 
 __all__ = ["run_opfit", "main", "time_ops", "predict_ops", "forward_time", "summarize"]
 
@@ -129,9 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(name, i, n):
             bar.step(name)
 
+        before = reference_times(clock=a.clock)
         rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, a.rounds, progress)
+        after = reference_times(clock=a.clock)
     summary = summarize(rows)
     prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
+    reference = {k: (before[k] + after[k]) / 2 for k in before}
+    against_profile = drift(reference, prof.get("reference_s"))
     machine = prof.get("machine") or {}
     meta = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -141,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:]),
         "profile": str(where), "device": _describe(device),
         "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "clock": a.clock, "forward_s": forward,
+        "reference_s": reference, "reference_drift_in_run": drift(after, before),
+        "reference_drift_vs_profile": against_profile if prof.get("reference_s") else None,
     }
     write_csv(rows, out / "opfit.csv")
     fh = io.StringIO(newline="")
@@ -157,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[opfit] {model}: measured {s['measured_s'] * 1e3:.2f} ms, predicted {s['predicted_s'] * 1e3:.2f} ms "
               f"({s['error']:+.1%}), median op error {s['op_median_abs_error']:.1%}; kinds "
               + ", ".join(f"{k} {v['error']:+.0%}" for k, v in s["kinds"].items() if v["checked"]))
+    if (line := drift_line(meta)) is not None:
+        print(f"[opfit] {line}")
     print(f"[opfit] wrote {out}/opfit.md (load {meta['load_before']} -> {meta['load_after']})")
     return 0
 

@@ -7,6 +7,9 @@ every tensor freed after its last consumer), timing each operator with
 median of ``repeats`` timed ones per operator and of the per-pass totals.
 :func:`predict_ops` is the cost model's compute time of the same operators
 (the one-device ``host`` plan through :func:`iopopt.cost.evaluate`).
+:func:`reference_times` times two fixed kernels, a conv and a copy beyond the
+caches: ``iopopt profile`` records them, ``iopopt opfit`` times them again and
+reports how much faster or slower the machine ran than during the profile.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ...model.layouts import full_region
 from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
 
-__all__ = ["CLOCKS", "OpTimes", "time_ops", "predict_ops", "forward_time"]
+__all__ = ["CLOCKS", "OpTimes", "time_ops", "predict_ops", "forward_time", "reference_times", "drift"]
 
 #: Clocks :func:`time_ops` can time with: wall time, or the calling thread's CPU time.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
@@ -129,3 +132,44 @@ def predict_ops(graph: OpGraph, device: Device) -> Mapping[str, float]:
     problem = Problem(graph, Cluster((device,), name=device.name), SwitchedNetwork(1e9))
     report = evaluate(problem, problem.plan({}, default="host"))
     return {c.node: c.compute_s for c in report.per_op if graph[c.node].kind not in ("input", "output")}
+
+
+def reference_times(repeats: int = 15, clock: str = "cpu") -> dict[str, float]:
+    """Median seconds of two fixed kernels: ``conv`` (64->64 3x3 at 56x56, compute-bound) and ``copy`` (64 MB read
+    and written, beyond the caches: memory-bound), one torch thread.
+
+    A shared machine does not keep one speed: on the development VM the same
+    conv took from 1.8 to 3.6 ms within four minutes, with nothing else of
+    ours running. Timed beside a measurement, they tell how fast the machine
+    was then; see :func:`drift`.
+    """
+    now = CLOCKS[clock]
+    gen = torch.Generator().manual_seed(11)
+    x, w = torch.randn(1, 64, 56, 56, generator=gen), torch.randn(64, 64, 3, 3, generator=gen)
+    src = torch.randn(8 << 20, generator=gen)
+    dst = torch.empty_like(src)
+    kernels_ = {"conv": lambda: torch.nn.functional.conv2d(x, w, None, 1, 1), "copy": lambda: dst.copy_(src)}
+    with torch.inference_mode():
+        out = {}
+        for name, fn in kernels_.items():
+            fn()
+            times = []
+            for _ in range(repeats):
+                t0 = now()
+                fn()
+                times.append(now() - t0)
+            out[name] = statistics.median(times)
+    return out
+
+
+def drift(now_s: Mapping[str, float], then_s: Mapping[str, float] | None) -> dict[str, float]:
+    """Per reference kernel, how much slower (> 0) or faster (< 0) it ran in ``now_s`` than in ``then_s``.
+
+    >>> drift({"conv": 0.0022, "copy": 0.002}, {"conv": 0.002, "copy": 0.002})
+    {'conv': 0.1, 'copy': 0.0}
+    >>> drift({"conv": 0.002}, None)
+    {}
+    """
+    if not then_s:
+        return {}
+    return {k: round(now_s[k] / then_s[k] - 1, 4) for k in now_s if then_s.get(k)}

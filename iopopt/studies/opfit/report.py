@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ...results.io import atomic_path, write_text_atomic
 
-__all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "summarize", "write_csv", "write_markdown", "plot"]
+__all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "DRIFT_WARN", "summarize", "write_csv", "write_markdown",
+           "plot", "drift_line"]
 
 #: Acceptance: total within ±15%, each kind with at least 1 ms measured within ±30%, median per-op error ≤ 25%.
 TOTAL_TOL, KIND_TOL, OP_TOL, KIND_MIN_S = 0.15, 0.30, 0.25, 1e-3
@@ -62,6 +63,25 @@ def _ms(s: float) -> str:
     return f"{s * 1e3:.2f}"
 
 
+#: A drift of the reference kernels beyond this (either way) is called out: the run and the profile ran at
+#: different machine speeds.
+DRIFT_WARN = 0.10
+
+
+def drift_line(meta: dict) -> str | None:
+    """One line on how the machine's speed moved against the profile (None: nothing worth a line)."""
+    vs = meta.get("reference_drift_vs_profile")
+    inrun = meta.get("reference_drift_in_run") or {}
+    if vs is None:
+        return "the profile has no reference kernels (made before they were recorded): machine drift unknown"
+    moved = {**vs, **{f"{k} in this run": v for k, v in inrun.items()}}
+    if not any(abs(v) > DRIFT_WARN for v in moved.values()):
+        return None
+    parts = ", ".join(f"{k} {v:+.0%}" for k, v in moved.items())
+    return (f"WARNING: the machine's speed moved by more than {DRIFT_WARN:.0%} ({parts}; > 0: slower now): "
+            "errors include that drift, not only the model's; re-run both on a quieter machine")
+
+
 def write_markdown(path: Path, summary: dict, meta: dict) -> None:
     ok = "yes"
     lines = [
@@ -79,6 +99,8 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
         f"total their sum. `torch forward` is the unsplit "
         f"module's own forward (median, same clock), for reference. Predicted: the cost model's compute time of each "
         f"operator in the one-device `host` plan (`iopopt.cost.evaluate`).",
+        "",
+        _drift_paragraph(meta),
         "",
         f"Acceptance: total within ±{TOTAL_TOL:.0%}, every kind with ≥ {KIND_MIN_S * 1e3:.0f} ms measured within "
         f"±{KIND_TOL:.0%}, median per-operator absolute error ≤ {OP_TOL:.0%}.",
@@ -104,6 +126,19 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
     lines += ["", "Per-operator rows: `opfit.csv` (`bound`: which roofline term the model says binds). "
               "Plot: `opfit.png`.", ""]
     write_text_atomic(path, "\n".join(lines))
+
+
+def _drift_paragraph(meta: dict) -> str:
+    vs, inrun = meta.get("reference_drift_vs_profile"), meta.get("reference_drift_in_run")
+    if inrun is None:
+        return "Machine drift: not measured."
+    text = ("Machine drift (two reference kernels, `iopopt.studies.opfit.measure.reference_times`; > 0: slower): "
+            + ("against the profile " + ", ".join(f"{k} {v:+.1%}" for k, v in vs.items()) if vs is not None
+               else "the profile has none recorded")
+            + "; from the start to the end of this run " + ", ".join(f"{k} {v:+.1%}" for k, v in inrun.items())
+            + ".")
+    line = drift_line(meta)
+    return text + (f" **{line}**" if line and vs is not None else "")
 
 
 def plot(rows: Sequence[dict], summary: dict, path: Path) -> None:

@@ -15,6 +15,9 @@ Measures, with one torch thread per process and float32:
   bandwidth (tensor copies), the working set beyond which bytes move at
   the DRAM bandwidth (that of a copy larger than the caches, measured
   below) and the per-operator overhead;
+* two reference kernels, a conv and a copy beyond the caches, before and
+  after the calibration (``reference_s``): how fast the machine ran while
+  it was profiled, which ``iopopt opfit`` compares its own run with;
 * standalone (reported, not fitted): linear layers at batch 1, 8 and 32
   (batch 1 is memory-bound), grouped convs, a copy larger than the caches
   (the DRAM bandwidth) and the overhead of tiny operators;
@@ -51,6 +54,8 @@ import torch
 
 from ...exec.distributed.launcher import launch
 from .._progress import Progress
+from ..opfit.measure import drift, reference_times
+from ..opfit.report import DRIFT_WARN
 from .bench import CONV_SET, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
 from .fit import fit_roofline
 from .kinds import measure_samples, standalone
@@ -129,9 +134,11 @@ def run_profile(
     step = step or (lambda label: None)
     t0 = time.perf_counter()
     load_before = _load()
+    reference_before = reference_times(clock=clock)
     samples = measure_samples(repeats=repeats, clock=clock, rounds=rounds,
                               step=lambda net: step(f"calibration net {net}"))
     extra = standalone(clock=clock, step=step)
+    reference_after = reference_times(clock=clock)
     fit = fit_roofline(samples, dram_bytes_per_s=extra["copy"]["bytes_per_s"])
     convs = bench_convs(5)
     step("conv set")
@@ -161,6 +168,9 @@ def run_profile(
         "pool_flops_per_s": _aggregate_kinds(samples, ("maxpool", "avgpool")),
         "mem_bytes_per_s": _aggregate_kinds(samples, ("act", "bn", "add", "adaptive_avgpool", "cat"), "bytes"),
         "op_overhead_s": fit["op_overhead_s"],
+        # how fast the machine ran around the calibration: `iopopt opfit` compares its own run with it
+        "reference_s": {k: (reference_before[k] + reference_after[k]) / 2 for k in reference_before},
+        "reference_drift": drift(reference_after, reference_before),
     }
     if network:
         world = max(ranks, 2)
@@ -208,6 +218,13 @@ def _print_fit(prof: dict) -> None:
         print(f"#   {r['op']:<34} {r['time_s'] * 1e3:8.3f} ms  {r['flops_per_s'] / 1e9:6.1f} GFLOP/s")
     c = prof["standalone"]["copy"]
     print(f"#   copy of {c['bytes'] / 2e6:.0f} MB (beyond the caches): {c['bytes_per_s'] / 1e9:.1f} GB/s")
+    ref, moved = prof.get("reference_s") or {}, prof.get("reference_drift") or {}
+    if ref:
+        print("#   reference kernels (iopopt opfit compares with them): "
+              + ", ".join(f"{k} {v * 1e3:.3f} ms ({moved.get(k, 0.0):+.0%} from start to end)" for k, v in ref.items()))
+    if any(abs(v) > DRIFT_WARN for v in moved.values()):
+        print(f"# WARNING: the machine's speed moved by more than {DRIFT_WARN:.0%} during the profile: its figures "
+              "mix two speeds; re-run it on a quieter machine", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
