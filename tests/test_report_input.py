@@ -197,3 +197,26 @@ def test_partial_files_of_killed_writers_are_removed_and_only_theirs(tmp_path):
 
     assert remove_partial_files([tmp_path], [os.getpid()]) == [tmp]
     assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
+
+
+def test_partial_files_of_dead_writers_are_removed_by_the_next_run(tmp_path, monkeypatch):
+    """A report SIGKILLed with its workers cleans nothing up: the next one removes what dead writers left
+    (their pid no longer runs), never a live writer's file."""
+    import os
+    import subprocess
+
+    from iopopt.report import plots
+    from iopopt.results.io import remove_partial_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / f".solver_time.{int(dead.stdout)}-abcdefgh.tmp.png"
+    live = tmp_path / f".plans.{os.getpid()}-ijklmnop.tmp.png"
+    for p in (gone, live):
+        p.write_bytes(b"half")
+    assert remove_partial_files([tmp_path]) == [gone]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+    gone.write_bytes(b"half")
+    drawn = []
+    monkeypatch.setattr(plots, "_draw", drawn.append)
+    plots.draw_all([("timeline", "draw", (tmp_path / "x.png",))], workers=1)  # a figure of that folder
+    assert drawn and sorted(p.name for p in tmp_path.iterdir()) == [live.name]

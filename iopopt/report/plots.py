@@ -165,7 +165,14 @@ def _workers(n_tasks: int, workers: int | None) -> int:
 
 
 def draw_all(tasks: list[tuple], workers: int | None = None) -> list[Path | None]:
-    """Run plotting tasks, in worker processes when there are many (the PNGs are the same either way)."""
+    """Run plotting tasks, in worker processes when there are many (the PNGs are the same either way).
+
+    First the partial figures of an earlier report killed outright (SIGKILL: its writers could not clean
+    up) are removed from the folders the tasks write to.
+    """
+    from ..results.io import remove_partial_files
+
+    remove_partial_files(_folders(tasks))
     n = _workers(len(tasks), workers)
     if n <= 1:
         return [_draw(t) for t in tasks]
@@ -215,9 +222,12 @@ def _abandon(pool, tasks: list[tuple]) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     pool.shutdown(wait=True, cancel_futures=True)
-    # the figures' folders: a task names the sweep's root or its figure's file
-    remove_partial_files({a if not a.suffix else a.parent for _, _, args in tasks for a in args
-                          if isinstance(a, Path)}, pids)
+    remove_partial_files(_folders(tasks), pids)
+
+
+def _folders(tasks: list[tuple]) -> set[Path]:
+    """The folders plotting tasks write to: a task names the sweep's root or its figure's file."""
+    return {a if not a.suffix else a.parent for _, _, args in tasks for a in args if isinstance(a, Path)}
 
 
 def write_plots(df: pd.DataFrame, records: list[dict], root: Path, max_timelines: int = 24, max_plans: int = 24,

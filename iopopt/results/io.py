@@ -113,14 +113,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def remove_partial_files(folders, pids) -> list[Path]:
-    """Remove the temporary files :func:`atomic_path` processes ``pids`` (killed mid-write) left in ``folders``."""
-    pids = {str(p) for p in pids}
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_partial_files(folders, pids=None) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` processes ``pids`` (killed mid-write) left in ``folders``;
+    ``pids`` None: those of every writer no longer alive (a run SIGKILLed with its workers cleans nothing up,
+    the next one does)."""
+    wanted = None if pids is None else {str(p) for p in pids}
     removed = []
     for folder in folders:
         for tmp in Path(folder).glob(".*.tmp*"):
             owner = re.search(r"\.(\d+)-[a-z0-9_]+\.tmp(\.[^.]*)?$", tmp.name)
-            if owner and owner.group(1) in pids:
+            if owner and (owner.group(1) in wanted if wanted is not None else not _alive(int(owner.group(1)))):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                     removed.append(tmp)
