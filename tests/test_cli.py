@@ -251,3 +251,12 @@ def test_distributed_runs_a_stored_plan_on_its_instance(tmp_path):
     assert f"stored plan of greedy_iop from {result}" in out and "made for" not in out  # the same instance
     assert f"{rec['messages']} messages" in out
     assert "distributed verify PASSED" in out
+
+
+def test_two_hydra_modes_are_one_line_naming_them(tmp_path):
+    """`-m ... --cfg hydra` is one line naming both and the way to see the config (Hydra raises a ValueError);
+    one mode alone still works."""
+    line = one_error_line(console(tmp_path, "iopopt", "-m", "experiment=paper", "--cfg", "hydra"))
+    assert line.startswith("iopopt: -m/--multirun and -c/--cfg cannot be given together") and "--cfg job" in line
+    shown = console(tmp_path, "iopopt", "model=tiny_chain", "--cfg=job")
+    assert shown.returncode == 0 and "tiny_chain" in shown.stdout, shown.stderr

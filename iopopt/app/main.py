@@ -141,6 +141,12 @@ def _cli() -> float | None:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)
         sys.path.insert(0, os.getcwd())
+    modes = _hydra_modes(sys.argv[1:])
+    if len(modes) > 1:  # Hydra would raise a ValueError with a traceback
+        print(f"iopopt: {' and '.join(modes)} cannot be given together (Hydra runs one mode: "
+              f"{', '.join(m for m, _ in _HYDRA_MODES)}); to see a sweep's composed config, drop -m: "
+              f"iopopt experiment=paper --cfg job", file=sys.stderr)
+        sys.exit(2)
     overrides = _command_line_overrides(sys.argv[1:])
     if overrides:
         try:
@@ -152,6 +158,20 @@ def _cli() -> float | None:
 
     watch_joblib_workers()  # a sweep's joblib workers end when this process dies, even by SIGKILL
     return _task()
+
+
+#: Hydra's run modes, each with its flags; a command line may hold one of them.
+_HYDRA_MODES = (("-m/--multirun", ("-m", "--multirun")), ("-c/--cfg", ("-c", "--cfg")), ("-i/--info", ("-i", "--info")),
+                ("-sc/--shell-completion", ("-sc", "--shell-completion")))
+
+
+def _hydra_modes(args: list[str]) -> list[str]:
+    """The Hydra run modes ``args`` asks for (``--cfg job`` and ``--cfg=job`` alike).
+
+    >>> _hydra_modes(["-m", "experiment=paper", "--cfg", "hydra"]), _hydra_modes(["--cfg=job", "model=vgg16"])
+    (['-m/--multirun', '-c/--cfg'], ['-c/--cfg'])
+    """
+    return [name for name, flags in _HYDRA_MODES if any(a.split("=", 1)[0] in flags for a in args)]
 
 
 def interruptible(prog: str, fn, *args):
