@@ -220,3 +220,46 @@ def test_partial_files_of_dead_writers_are_removed_by_the_next_run(tmp_path, mon
     monkeypatch.setattr(plots, "_draw", drawn.append)
     plots.draw_all([("timeline", "draw", (tmp_path / "x.png",))], workers=1)  # a figure of that folder
     assert drawn and sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+
+
+_SLOW_IMPORT = """
+import importlib.abc, pathlib, sys, time
+MARKER = pathlib.Path(sys.argv[1])
+class Slow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "pandas":
+            MARKER.touch()
+            time.sleep(60)
+        return None
+sys.meta_path.insert(0, Slow())
+from iopopt._entry import report
+sys.argv[1:] = [sys.argv[2]]
+sys.exit(report())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_report_interrupted_while_importing_is_one_line(good_sweep, tmp_path):
+    """Ctrl-C while the console script still imports pandas: the same one line and status 130, no traceback."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    marker = tmp_path / "importing"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_IMPORT, str(marker), str(good_sweep)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else "pandas never imported"
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 130 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("iopopt-report: interrupted by SIGINT"), lines

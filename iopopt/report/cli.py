@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .._entry import REPORT_INTERRUPTED
 from ..results.io import display_path
 from .build import build_report, written_line
 from .constants import BASELINE, REFERENCE
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(argv)
     except (KeyboardInterrupt, Terminated) as exc:
         name, status = ("SIGINT", 130) if isinstance(exc, KeyboardInterrupt) else ("SIGTERM", 143)
-        print(f"iopopt-report: interrupted by {name}; no file is half-written (each is its old or its whole "
-              "new version): run it again for a complete report", file=sys.stderr)
+        print(REPORT_INTERRUPTED.format(name=name), file=sys.stderr)
         return status
     finally:
         if previous is not None and threading.current_thread() is threading.main_thread():
