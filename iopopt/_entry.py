@@ -1,20 +1,18 @@
 """Console-script entry points that catch an interrupt while their modules are still being imported.
 
-``iopopt-report`` imports pandas and matplotlib before its ``main`` can install
-its handlers (about a third of a second); Ctrl-C then is the same one line as
-later, not a traceback from inside an import. This module imports nothing
-heavy itself.
+``iopopt`` imports Hydra and ``iopopt-report`` pandas and matplotlib before
+their ``main`` can install its handlers (about a third of a second each);
+Ctrl-C then is the same one line as later, not a traceback from inside an
+import. This module imports nothing heavy itself.
 """
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["report", "REPORT_INTERRUPTED"]
+from ._interrupts import APP_INTERRUPTED, REPORT_INTERRUPTED
 
-#: What ``iopopt-report`` prints when SIGINT or SIGTERM ends it (``{name}``: the signal).
-REPORT_INTERRUPTED = ("iopopt-report: interrupted by {name}; no file is half-written (each is its old or its whole "
-                      "new version): run it again for a complete report")
+__all__ = ["app", "report"]
 
 
 def report() -> int:
@@ -24,4 +22,14 @@ def report() -> int:
     except KeyboardInterrupt:
         print(REPORT_INTERRUPTED.format(name="SIGINT"), file=sys.stderr)
         return 130
+    return main()
+
+
+def app() -> object:
+    """The ``iopopt`` console script: :func:`iopopt.app.main`, Ctrl-C during its imports included."""
+    try:
+        from .app import main
+    except KeyboardInterrupt:
+        print(APP_INTERRUPTED.format(prog="iopopt", name="SIGINT"), file=sys.stderr)
+        sys.exit(130)
     return main()

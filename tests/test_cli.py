@@ -260,3 +260,46 @@ def test_two_hydra_modes_are_one_line_naming_them(tmp_path):
     assert line.startswith("iopopt: -m/--multirun and -c/--cfg cannot be given together") and "--cfg job" in line
     shown = console(tmp_path, "iopopt", "model=tiny_chain", "--cfg=job")
     assert shown.returncode == 0 and "tiny_chain" in shown.stdout, shown.stderr
+
+
+_SLOW_IMPORT = """
+import importlib.abc, pathlib, sys, time
+MARKER, SLOW, ENTRY = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Slow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == SLOW:
+            MARKER.touch()
+            time.sleep(60)
+        return None
+sys.meta_path.insert(0, Slow())
+import iopopt._entry
+sys.argv[1:] = sys.argv[4:]
+sys.exit(getattr(iopopt._entry, ENTRY)())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+@pytest.mark.parametrize("entry, slow, line", [("app", "hydra", "iopopt: interrupted by SIGINT"),
+                                               ("report", "pandas", "iopopt-report: interrupted by SIGINT")])
+def test_interrupted_while_importing_is_one_line(tmp_path, entry, slow, line):
+    """Ctrl-C while a console script still imports Hydra or pandas: its one line and status 130, no traceback."""
+    import signal
+    import time
+
+    marker = tmp_path / "importing"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_IMPORT, str(marker), slow, entry, str(tmp_path)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), proc.stderr.read() if proc.poll() is not None else f"{slow} never imported"
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 130 and "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(line), lines

@@ -29,6 +29,7 @@ import threading
 import hydra
 from omegaconf import DictConfig
 
+from .._interrupts import APP_INTERRUPTED
 from ..solvers.registry import CONF_DIR
 from .configs import ConfigError
 from .context import JobContext
@@ -193,7 +194,7 @@ def interruptible(prog: str, fn, *args):
         left = end_descendants()
         remove_stale_temp_dirs()
         tail = f"; processes {left} did not end" if left else ""
-        print(f"{prog}: interrupted by {name}; finished results are kept{tail}", file=sys.stderr)
+        print(APP_INTERRUPTED.format(prog=prog, name=name) + tail, file=sys.stderr)
         sys.exit(status)
     finally:
         if previous is not None and threading.current_thread() is threading.main_thread():

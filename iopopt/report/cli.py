@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._entry import REPORT_INTERRUPTED
+from .._interrupts import REPORT_INTERRUPTED
 from ..results.io import display_path
 from .build import build_report, written_line
 from .constants import BASELINE, REFERENCE
