@@ -6,6 +6,7 @@ a profile directory written by hand, and the CLI's exit status and message.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -317,3 +318,74 @@ def test_reference_kernels_and_the_drift_line():
         assert line is not None and line.startswith("WARNING") and line in _drift_paragraph(meta)
     old = {"reference_drift_vs_profile": None, "reference_drift_in_run": {"conv": 0.0}}
     assert "unknown" in drift_line(old) and "none recorded" in _drift_paragraph(old)
+
+
+
+_FAULTS = """
+import resource, sys, torch
+from iopopt.studies.opfit import measure as m
+if sys.argv[1] == "steady":
+    assert m.steady_allocator() and m.steady_allocator()
+x = torch.ones(10 << 20)  # 40 MB: above glibc's largest default mmap threshold (32 MB)
+for _ in range(3):
+    y = x * 2
+    del y
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    y = x * 2
+    del y
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_the_allocator_is_made_steady_for_measurements():
+    """With the allocator steady, a large output freed and allocated again is reused, not page-faulted in afresh
+    on every pass (the kernel's minor-fault counter is the oracle): 10 passes of a 40 MB output."""
+    import subprocess
+
+    faults = {mode: int(subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ("default", "steady")}
+    pages = 10 * (40 << 20) // 4096
+    assert faults["default"] > 0.5 * pages, faults  # glibc's default: every pass faults its output in
+    assert faults["steady"] < 0.05 * pages, faults
+
+
+def test_calibration_rounds_interleave_with_the_callers():
+    """measure_samples calls between_rounds after each of its rounds: what `opfit --profile fresh` times there
+    sees the machine at the speed the calibration saw."""
+    from iopopt.studies.profile.kinds import measure_samples
+
+    calls = []
+    samples = measure_samples(repeats=1, warmup=0, rounds=2, between_rounds=calls.append)
+    assert calls == [0, 1]
+    assert {s["kind"] for s in samples} >= {"conv", "pwconv", "dwconv", "linear", "act", "bn", "maxpool", "cat"}
+
+
+def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
+    """`iopopt opfit --profile fresh`: the profile of this run is written under OUT/profile, and every predicted
+    time in opfit.csv is what the device of that profile predicts (recomputed here)."""
+    import csv
+    import subprocess
+
+    import iopopt
+    from iopopt.studies.opfit.measure import predict_ops
+
+    out = tmp_path / "fit"
+    proc = subprocess.run([str(Path(sys.executable).parent / "iopopt"), "opfit", "--profile", "fresh", "--models",
+                           "tiny_chain", "--rounds", "1", "--repeats", "1", "--warmup", "0", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    cluster, network = load_presets(out / "profile", network=False)
+    assert network is None and len(cluster.devices) == 1
+    meta = json.loads((out / "summary.json").read_text())["meta"]
+    assert Path(meta["profile"]) == out / "profile"
+    assert "interleaved" in json.loads((out / "profile" / "profile.json").read_text())["command"]
+    module, shape = iopopt.zoo.build("tiny_chain")
+    expected = predict_ops(iopopt.trace(module, shape, name="tiny_chain"), cluster.devices[0])
+    with open(out / "opfit.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["node"] for r in rows} == set(expected)
+    for r in rows:
+        assert float(r["predicted_s"]) == pytest.approx(expected[r["node"]], rel=1e-9)
+        assert float(r["measured_s"]) > 0

@@ -13,7 +13,13 @@ after the run, against the same kernels timed by the profile, say how much
 faster or slower the machine ran than when it was profiled: on a shared
 machine that drift, not the model, can be most of an error.
 
-Entry points: ``iopopt opfit [--models ...] [--profile latest|DIR] [--out DIR]`` and
+With ``--profile fresh`` the device is profiled in the same run, by
+``iopopt profile``'s own code, a round of the models timed after each round
+of its calibration: both see the machine at the same speed, so what the
+tables show is the model's error, not how the machine's speed moved between
+two runs (the profile is written to ``OUT/profile``, usable as any other).
+
+Entry points: ``iopopt opfit [--models ...] [--profile latest|DIR|fresh] [--out DIR]`` and
 ``python -m iopopt.studies.opfit``.
 """
 
@@ -54,46 +60,76 @@ def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3,
     The models are timed ``rounds`` times in turn (``repeats`` passes each); an operator's measured time is
     the median of its per-round medians, so a burst of load on a shared machine spoils one round, not a model.
     """
-    import statistics
-
-    import torch
-
-    from ...compile.terms import terms
-    from ...frontend import zoo
-    from ...frontend.capture import trace
-    from ...model.cluster import Cluster, pricing_kind
-    from ...model.network import SwitchedNetwork
-    from ...model.problem import Problem
-
-    torch.set_num_threads(1)
-    built = []
-    for name in models:
-        module, shape = zoo.build(name)
-        built.append((name, module, shape, trace(module, shape, name=name)))
-    per_round: dict[tuple[str, str], list[float]] = {}
-    forwards: dict[str, list[float]] = {name: [] for name in models}
+    timing = ModelTiming(models, repeats, warmup, clock, progress)
     for _ in range(rounds):
-        for name, module, shape, graph in built:
-            measured = time_ops(graph, module, repeats=repeats, warmup=warmup, clock=clock,
+        timing.round()
+    return timing.rows(device), timing.forwards()
+
+
+class ModelTiming:
+    """Zoo models timed round by round (:meth:`round`), then set beside a device's predictions (:meth:`rows`).
+
+    Apart from :func:`run_opfit` so that ``--profile fresh`` can time one round of the models after each
+    round of the profile's calibration (:func:`iopopt.studies.profile.run_profile`'s ``between_rounds``).
+    """
+
+    def __init__(self, models: Sequence[str], repeats: int = 11, warmup: int = 3, clock: str = "cpu",
+                 progress=None):
+        import torch
+
+        from ...frontend import zoo
+        from ...frontend.capture import trace
+
+        torch.set_num_threads(1)
+        self.repeats, self.warmup, self.clock, self.progress = repeats, warmup, clock, progress
+        self.built = []
+        for name in models:
+            module, shape = zoo.build(name)
+            self.built.append((name, module, shape, trace(module, shape, name=name)))
+        self.per_round: dict[tuple[str, str], list[float]] = {}
+        self._forwards: dict[str, list[float]] = {name: [] for name in models}
+
+    def round(self, *_: object) -> None:
+        """Time every model once more (``repeats`` passes after ``warmup``)."""
+        progress = self.progress
+        for name, module, shape, graph in self.built:
+            measured = time_ops(graph, module, repeats=self.repeats, warmup=self.warmup, clock=self.clock,
                                 progress=(lambda i, n, name=name: progress(name, i, n)) if progress else None)
             for node, t in measured.per_op.items():
-                per_round.setdefault((name, node), []).append(t)
-            forwards[name].append(forward_time(module, shape, repeats=repeats, warmup=warmup, clock=clock))
-    rows: list[dict] = []
-    for name, _, _, graph in built:
-        predicted = predict_ops(graph, device)
-        t = terms(Problem(graph, Cluster((device,)), SwitchedNetwork(1e9)))
-        for op in graph:
-            if (name, op.name) not in per_round:
-                continue
-            term = t.node(op.name, "host")
-            rows.append({"model": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
-                         "bytes": term.moved_bytes[0],
-                         "bound": _bound(device, pricing_kind(str(op.kind), op.params), term.flops[0],
-                                         term.moved_bytes[0]),
-                         "measured_s": statistics.median(per_round[(name, op.name)]),
-                         "predicted_s": predicted[op.name]})
-    return rows, {name: statistics.median(v) for name, v in forwards.items()}
+                self.per_round.setdefault((name, node), []).append(t)
+            self._forwards[name].append(forward_time(module, shape, repeats=self.repeats, warmup=self.warmup,
+                                                     clock=self.clock))
+
+    def forwards(self) -> dict[str, float]:
+        """Each model's unsplit torch forward: the median over rounds."""
+        import statistics
+
+        return {name: statistics.median(v) for name, v in self._forwards.items()}
+
+    def rows(self, device) -> list[dict]:
+        """One row per operator: measured (median of its per-round medians) and ``device``'s prediction."""
+        import statistics
+
+        from ...compile.terms import terms
+        from ...model.cluster import Cluster, pricing_kind
+        from ...model.network import SwitchedNetwork
+        from ...model.problem import Problem
+
+        rows: list[dict] = []
+        for name, _, _, graph in self.built:
+            predicted = predict_ops(graph, device)
+            t = terms(Problem(graph, Cluster((device,)), SwitchedNetwork(1e9)))
+            for op in graph:
+                if (name, op.name) not in self.per_round:
+                    continue
+                term = t.node(op.name, "host")
+                rows.append({"model": name, "node": op.name, "kind": str(op.kind), "flops": term.flops[0],
+                             "bytes": term.moved_bytes[0],
+                             "bound": _bound(device, pricing_kind(str(op.kind), op.params), term.flops[0],
+                                             term.moved_bytes[0]),
+                             "measured_s": statistics.median(self.per_round[(name, op.name)]),
+                             "predicted_s": predicted[op.name]})
+        return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="iopopt opfit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS), help="zoo model names")
-    ap.add_argument("--profile", default="latest", help="an `iopopt profile` directory, or latest (the newest)")
+    ap.add_argument("--profile", default="latest",
+                    help="an `iopopt profile` directory, latest (the newest), or fresh: profile this machine in this "
+                         "run, its calibration rounds interleaved with the models' (written to OUT/profile)")
     ap.add_argument("--out", default=None, help="output directory (default outputs/opfit/<stamp>)")
     ap.add_argument("--repeats", type=int, default=11, help="timed passes per model and round (median)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over the models (median of per-round medians)")
@@ -115,27 +153,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"iopopt opfit: unknown model {unknown[0]!r}; valid: {', '.join(zoo.names())}", file=sys.stderr)
         return 2
-    try:
-        where = resolve_profile(a.profile)
-    except FileNotFoundError as exc:
-        print(f"iopopt opfit: --profile {exc}", file=sys.stderr)
-        return 2
-    cluster, _ = load_presets(where, network=False)
-    device = cluster.devices[0]
-    out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
-    load_before = round(os.getloadavg()[0], 2)
     if min(a.repeats, a.rounds) < 1 or a.warmup < 0:
         print("iopopt opfit: --repeats and --rounds must be >= 1, --warmup >= 0", file=sys.stderr)
         return 2
-    total = a.rounds * len(a.models) * (a.repeats + a.warmup)
-    with Progress(total, "iopopt opfit", "pass") as bar:
+    fresh = a.profile == "fresh"
+    where = None
+    if not fresh:
+        try:
+            where = resolve_profile(a.profile)
+        except FileNotFoundError as exc:
+            print(f"iopopt opfit: --profile {exc} (or fresh: profile this machine in this run)", file=sys.stderr)
+            return 2
+    out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = round(os.getloadavg()[0], 2)
+    total = a.rounds * len(a.models) * (a.repeats + a.warmup) + (_PROFILE_STAGES if fresh else 0)
+    with Progress(total, "iopopt opfit", "step") as bar:
         def progress(name, i, n):
             bar.step(name)
 
+        timing = ModelTiming(a.models, a.repeats, a.warmup, a.clock, progress)
         before = reference_times(clock=a.clock)
-        rows, forward = run_opfit(a.models, device, a.repeats, a.warmup, a.clock, a.rounds, progress)
+        if fresh:
+            where = _fresh_profile(out / "profile", timing, a, bar.step, argv)
+        else:
+            for _ in range(a.rounds):
+                timing.round()
         after = reference_times(clock=a.clock)
+    assert where is not None
+    cluster, _ = load_presets(where, network=False)
+    device = cluster.devices[0]
+    rows, forward = timing.rows(device), timing.forwards()
     summary = summarize(rows)
     prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
     reference = {k: (before[k] + after[k]) / 2 for k in before}
@@ -171,6 +219,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[opfit] {line}")
     print(f"[opfit] wrote {out}/opfit.md (load {meta['load_before']} -> {meta['load_after']})")
     return 0
+
+
+#: Progress steps of the profile in ``--profile fresh``: its calibration networks, standalone figures, conv set.
+_PROFILE_STAGES = 4 + 4 + 1
+
+
+def _fresh_profile(where: Path, timing: ModelTiming, a: argparse.Namespace, step, argv) -> Path:
+    """Profile this machine with ``iopopt profile``'s own code, a round of the models after each of its calibration
+    rounds, so that the device and the times it is checked against are measured at the same machine speed; the
+    profile (no network) is written to ``where``."""
+    from ..profile import run_profile
+    from ..profile.presets import write_presets
+
+    prof = run_profile(clock=a.clock, network=False, rounds=a.rounds, step=step, between_rounds=timing.round)
+    prof["stamp"] = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    prof["command"] = ("iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:])
+                       + " (calibration interleaved with the models' rounds)")
+    write_presets(prof, where)
+    return where
 
 
 def _describe(device) -> str:

@@ -128,15 +128,17 @@ def run_profile(
     network: bool = True,
     rounds: int = 3,
     step: Callable[[str], None] | None = None,
+    between_rounds: Callable[[int], None] | None = None,
 ) -> dict:
-    """Every measurement as a dict (see the module docstring); ``step(label)`` is called after each stage."""
+    """Every measurement as a dict (see the module docstring); ``step(label)`` is called after each stage,
+    ``between_rounds(r)`` after each round of the calibration networks."""
     torch.set_num_threads(threads)
     step = step or (lambda label: None)
     t0 = time.perf_counter()
     load_before = _load()
     reference_before = reference_times(clock=clock)
     samples = measure_samples(repeats=repeats, clock=clock, rounds=rounds,
-                              step=lambda net: step(f"calibration net {net}"))
+                              step=lambda net: step(f"calibration net {net}"), between_rounds=between_rounds)
     extra = standalone(clock=clock, step=step)
     reference_after = reference_times(clock=clock)
     fit = fit_roofline(samples, dram_bytes_per_s=extra["copy"]["bytes_per_s"])

@@ -35,12 +35,14 @@ _LINEARS = ((4096, 4096), (1024, 1000))
 
 
 def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", rounds: int = 3,
-                    step: Callable[[str], None] | None = None) -> list[dict]:
+                    step: Callable[[str], None] | None = None,
+                    between_rounds: Callable[[int], None] | None = None) -> list[dict]:
     """One sample per operator of every calibration network (see the module docstring); its ``kind`` is the
     operator's pricing kind (``pwconv`` for a 1x1 conv).
 
     The networks are timed ``rounds`` times in turn (``repeats`` passes each) and an operator's time is the
     median of its per-round medians, so a burst of load on a shared machine spoils one round, not the fit.
+    ``between_rounds(r)`` runs after round ``r`` (``iopopt opfit --profile fresh`` times its models there).
     """
     nets = [(name, module, trace(module, shape, name=name)) for name, module, shape in calibration_nets()]
     per_round: dict[tuple[str, str], list[float]] = {}
@@ -51,6 +53,8 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
                 per_round.setdefault((name, node), []).append(t)
             if step is not None and r == rounds - 1:
                 step(name)
+        if between_rounds is not None:
+            between_rounds(r)
     samples = []
     probe = Device("probe", 1e9)
     for name, _, graph in nets:
