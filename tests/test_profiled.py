@@ -380,7 +380,11 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
     assert network is None and len(cluster.devices) == 1
     meta = json.loads((out / "summary.json").read_text())["meta"]
     assert Path(meta["profile"]) == out / "profile"
-    assert "interleaved" in json.loads((out / "profile" / "profile.json").read_text())["command"]
+    prof = json.loads((out / "profile" / "profile.json").read_text())
+    assert "interleaved" in prof["command"]
+    copies = prof["standalone"]["copy_rounds"]  # one DRAM copy per calibration round and one at the end
+    assert len(copies) == 2 and prof["standalone"]["copy"] == max(copies, key=lambda c: c["bytes_per_s"])
+    assert prof["device"]["dram_bytes_per_s"] == prof["standalone"]["copy"]["bytes_per_s"]
     module, shape = iopopt.zoo.build("tiny_chain")
     expected = predict_ops(iopopt.trace(module, shape, name="tiny_chain"), cluster.devices[0])
     with open(out / "opfit.csv", newline="") as fh:

@@ -27,7 +27,7 @@ from ..opfit.measure import CLOCKS, time_ops
 from .bench import op_overhead
 from .calibration import calibration_nets
 
-__all__ = ["measure_samples", "standalone", "LINEAR_BATCHES"]
+__all__ = ["measure_samples", "standalone", "large_copy", "LINEAR_BATCHES"]
 
 #: Batch sizes of the standalone linear layers (batch 1 is memory-bound, larger batches are not).
 LINEAR_BATCHES = (1, 8, 32)
@@ -86,13 +86,16 @@ def _median(fn, repeats: int, clock: str, warmup: int = 2) -> float:
     return statistics.median(_times(fn, repeats, clock, warmup))
 
 
-def _large_copy(repeats: int, clock: str) -> dict:
+def large_copy(repeats: int, clock: str) -> dict:
     """A 256 MB copy, far beyond the caches: bytes read + written per second (the DRAM bandwidth).
 
     The fastest of the copies, as bandwidth benchmarks report: other processes
     on the machine share the memory bus, and a median taken while they run
     measured 20.6 GB/s where a quiet copy gives 38.5 GB/s on the development
-    machine; the fastest copy is the least disturbed one.
+    machine; the fastest copy is the least disturbed one. ``iopopt profile``
+    takes one after every calibration round and one at the end, and keeps the
+    fastest (one burst of copies measured 21.5 GB/s there: the fit then saw no
+    working set worth having).
     """
     src = torch.randn(64 << 20, generator=torch.Generator().manual_seed(6))
     dst = torch.empty_like(src)
@@ -126,7 +129,7 @@ def standalone(repeats: int = 7, clock: str = "cpu", step: Callable[[str], None]
                                  "flops_per_s": flops / t})
         if step is not None:
             step("grouped convs")
-        out["copy"] = _large_copy(max(7, repeats), clock)
+        out["copy"] = large_copy(max(7, repeats), clock)
         if step is not None:
             step("large copy")
     t0 = time.perf_counter()
