@@ -93,7 +93,8 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
         f"Device: `{meta['profile']}` ({meta['device']}).",
         "",
         f"Measured: every operator run whole on one device as the executors run a one-device plan "
-        f"(`iopopt.exec.kernels.compute`, tensors freed after their last consumer), one torch thread, float32, "
+        f"(`iopopt.exec.kernels.compute`, tensors freed after their last consumer, freed memory kept for reuse: "
+        f"`iopopt.studies.opfit.measure.steady_allocator`), one torch thread, float32, "
         f"{meta.get('rounds', 1)} rounds over the models of {meta['warmup']} warm-up + {meta['repeats']} timed "
         f"passes, {meta['clock']} clock; per operator the median of its per-round medians over passes, the "
         f"total their sum. `torch forward` is the unsplit "
