@@ -110,19 +110,26 @@ def test_fit_recovers_pointwise_convs_and_the_working_set():
 
 
 def test_fit_keeps_the_working_set_where_no_sample_needs_it():
-    """With the DRAM figure given the fit always has a working set; on samples that all fit the caches it is the
-    largest size, which binds on none of them, so every sample is timed as without it."""
+    """With the DRAM figure given the fit always has a working set; on samples that all run at cache speed it is
+    the smallest size above every one of them (ties keep the smaller), so every sample is timed as without it."""
     rng = np.random.default_rng(2)
     samples = []
     for kind, bw in (("act", 1e11), ("bn", 5e10), ("cat", 3e10)):
         for _ in range(20):
             nbytes = float(10 ** rng.uniform(4, 6.5))
-            samples.append({"kind": kind, "flops": nbytes * 0.125, "bytes": nbytes, "time_s": nbytes / bw + OVERHEAD})
+            flops = 0.0 if kind == "cat" else nbytes * 0.125  # a concat only copies
+            samples.append({"kind": kind, "flops": flops, "bytes": nbytes, "time_s": nbytes / bw + OVERHEAD})
     samples += [{"kind": "conv", "flops": f, "bytes": f / 50, "time_s": f / 1.5e11 + OVERHEAD}
                 for f in 10 ** rng.uniform(6, 9, 20)]
     fit = fit_roofline(samples, dram_bytes_per_s=2e10)
-    assert fit["cache_bytes"] == max(CACHE_SIZES) and fit["dram_bytes_per_s"] == 2e10
-    assert all(s["bytes"] <= fit["cache_bytes"] for s in samples)
+    largest = max(s["bytes"] for s in samples if s["kind"] != "conv")  # the convs are compute-bound at any size
+    assert fit["cache_bytes"] == min(c for c in CACHE_SIZES if c >= largest) and fit["dram_bytes_per_s"] == 2e10
+    from iopopt import Device
+
+    keys = ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s", "op_overhead_s")
+    dev = Device("fit", **{k: fit[k] for k in (*keys, "cache_bytes", "dram_bytes_per_s")})
+    errors = [abs(dev.compute_s(s["kind"], s["flops"], s["bytes"]) / s["time_s"] - 1) for s in samples]
+    assert max(errors) < 0.12
 
 
 # -- a profile directory -----------------------------------------------------------------------------
@@ -316,8 +323,26 @@ def test_reference_kernels_and_the_drift_line():
         meta = {"reference_drift_vs_profile": vs, "reference_drift_in_run": inrun}
         line = drift_line(meta)
         assert line is not None and line.startswith("WARNING") and line in _drift_paragraph(meta)
-    old = {"reference_drift_vs_profile": None, "reference_drift_in_run": {"conv": 0.0}}
-    assert "unknown" in drift_line(old) and "none recorded" in _drift_paragraph(old)
+    why = "the profile has no reference kernels"
+    old = {"reference_drift_vs_profile": None, "reference_drift_in_run": {"conv": 0.0},
+           "reference_vs_profile_why_none": why}
+    assert "unknown" in drift_line(old) and why in _drift_paragraph(old)
+    # without a profile to compare with, a drift within the run is still called out
+    old_moving = dict(old, reference_drift_in_run={"conv": 0.3})
+    assert drift_line(old_moving).startswith("WARNING") and "conv in this run +30%" in drift_line(old_moving)
+    fresh = {"reference_drift_vs_profile": None, "reference_drift_in_run": {"copy": 0.01},
+             "reference_vs_profile_why_none": "fresh: the profile is of this run"}
+    assert drift_line(fresh) is None and "fresh: the profile is of this run" in _drift_paragraph(fresh)
+    # the kernels run on one thread whatever the caller set, and give the caller's setting back
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        reference_times(repeats=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 
@@ -338,7 +363,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def _glibc() -> bool:
+    import platform
+
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc mallopt")
 def test_the_allocator_is_made_steady_for_measurements():
     """With the allocator steady, a large output freed and allocated again is reused, not page-faulted in afresh
     on every pass (the kernel's minor-fault counter is the oracle): 10 passes of a 40 MB output."""
@@ -347,8 +378,8 @@ def test_the_allocator_is_made_steady_for_measurements():
     faults = {mode: int(subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True,
                                        check=True).stdout) for mode in ("default", "steady")}
     pages = 10 * (40 << 20) // 4096
-    assert faults["default"] > 0.5 * pages, faults  # glibc's default: every pass faults its output in
-    assert faults["steady"] < 0.05 * pages, faults
+    assert faults["default"] > 0.9 * pages, faults  # glibc's default: every pass faults its output in
+    assert faults["steady"] < 0.25 * pages, faults  # reused (seen: no pass faulting, at times two of the ten)
 
 
 def test_calibration_rounds_interleave_with_the_callers():

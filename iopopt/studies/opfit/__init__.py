@@ -187,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(rows)
     prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
     reference = {k: (before[k] + after[k]) / 2 for k in before}
-    against_profile = drift(reference, prof.get("reference_s"))
+    # against the profile only where that is another run on the same clock (fresh: the same run)
+    comparable = not fresh and prof.get("reference_s") and prof.get("clock", a.clock) == a.clock
+    against_profile = drift(reference, prof.get("reference_s")) if comparable else None
     machine = prof.get("machine") or {}
     meta = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -198,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profile": str(where), "device": _describe(device),
         "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "clock": a.clock, "forward_s": forward,
         "reference_s": reference, "reference_drift_in_run": drift(after, before),
-        "reference_drift_vs_profile": against_profile if prof.get("reference_s") else None,
+        "reference_drift_vs_profile": against_profile,
+        "reference_vs_profile_why_none": (None if against_profile is not None else
+                                          "fresh: the profile is of this run" if fresh else
+                                          f"the profile's clock is {prof.get('clock')}" if prof.get("reference_s")
+                                          else "the profile has no reference kernels"),
     }
     write_csv(rows, out / "opfit.csv")
     fh = io.StringIO(newline="")

@@ -69,17 +69,19 @@ DRIFT_WARN = 0.10
 
 
 def drift_line(meta: dict) -> str | None:
-    """One line on how the machine's speed moved against the profile (None: nothing worth a line)."""
+    """One line on how the machine's speed moved, against the profile and within the run (None: nothing worth
+    a line)."""
     vs = meta.get("reference_drift_vs_profile")
     inrun = meta.get("reference_drift_in_run") or {}
-    if vs is None:
-        return "the profile has no reference kernels (made before they were recorded): machine drift unknown"
-    moved = {**vs, **{f"{k} in this run": v for k, v in inrun.items()}}
+    moved = {**(vs or {}), **{f"{k} in this run": v for k, v in inrun.items()}}
     if not any(abs(v) > DRIFT_WARN for v in moved.values()):
+        if vs is None and meta.get("reference_vs_profile_why_none", "").startswith("the profile has no"):
+            return "the profile has no reference kernels (made before they were recorded): drift against it unknown"
         return None
     parts = ", ".join(f"{k} {v:+.0%}" for k, v in moved.items())
+    advice = "re-run both on a quieter machine" if vs is not None else "re-run on a quieter machine"
     return (f"WARNING: the machine's speed moved by more than {DRIFT_WARN:.0%} ({parts}; > 0: slower now): "
-            "errors include that drift, not only the model's; re-run both on a quieter machine")
+            f"errors include that drift, not only the model's; {advice}")
 
 
 def write_markdown(path: Path, summary: dict, meta: dict) -> None:
@@ -135,11 +137,11 @@ def _drift_paragraph(meta: dict) -> str:
         return "Machine drift: not measured."
     text = ("Machine drift (two reference kernels, `iopopt.studies.opfit.measure.reference_times`; > 0: slower): "
             + ("against the profile " + ", ".join(f"{k} {v:+.1%}" for k, v in vs.items()) if vs is not None
-               else "the profile has none recorded")
+               else f"not against the profile ({meta.get('reference_vs_profile_why_none') or 'none recorded'})")
             + "; from the start to the end of this run " + ", ".join(f"{k} {v:+.1%}" for k, v in inrun.items())
             + ".")
     line = drift_line(meta)
-    return text + (f" **{line}**" if line and vs is not None else "")
+    return text + (f" **{line}**" if line and line.startswith("WARNING") else "")
 
 
 def plot(rows: Sequence[dict], summary: dict, path: Path) -> None:

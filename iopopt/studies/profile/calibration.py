@@ -71,13 +71,13 @@ class _Basic(nn.Module):
 class Residual(nn.Module):
     """Residual stages with batchnorm and 1x1 downsampling (ResNet family)."""
 
-    def __init__(self, widths: tuple[int, ...] = (48, 96, 160, 384)):
+    def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 48, 7, 2, 3, bias=False), nn.BatchNorm2d(48), nn.ReLU(),
                                   nn.MaxPool2d(3, 2, 1))
         blocks = []
         prev = 48
-        for i, ch in enumerate(widths):
+        for i, ch in enumerate((48, 96, 160, 384)):
             blocks += [_Basic(prev, ch, 1 if i == 0 else 2), _Basic(ch, ch, 1)]
             prev = ch
         self.blocks = nn.Sequential(*blocks)

@@ -15,10 +15,11 @@ copy larger than the caches (``dram_bytes_per_s``), the working-set
 bandwidth is fitted too, with the overhead: the ``cache_bytes`` (from a grid of
 sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at the
 copy's bandwidth. Every machine has a cache of some size, so the term is always
-kept then (a machine whose caches hold every sample's working set gets the
-largest size, where the term binds on none of them): left to choose "no
-working set", the fit did so on the few large elementwise operators of some
-runs and priced VGG-16's 25 MB activations at cache speed, 2-3x too fast. A kind's rate is kept only
+kept then: left to choose "no working set", the fit did so on the few large
+elementwise operators of some runs and priced VGG-16's 25 MB activations at
+cache speed, 2-3x too fast. Where sizes fit the samples equally well (no
+sample's working set lies between them), the smallest is kept: beyond the
+samples' evidence of cache, bytes are assumed to move at the DRAM's speed. A kind's rate is kept only
 where it binds (the FLOP term is the larger for some sample), likewise its
 bandwidth; the device's memory bandwidth is the fit of the tensor copies
 (``cat``, and the copies the executors make for ``flatten`` and
@@ -101,9 +102,9 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
         groups["(copies)"] = copies
     arrays = {k: _arrays(v) for k, v in groups.items()}
     best = None
-    caches = (None,) if dram_bytes_per_s is None else CACHE_SIZES[::-1]
+    caches = (None,) if dram_bytes_per_s is None else CACHE_SIZES
     for o in overheads if overheads is not None else _OVERHEADS:
-        for size in caches:  # large to small: ties keep the larger size, the less binding
+        for size in caches:  # small to large: ties keep the smaller size (no sample says the caches go further)
             fits = {k: fit_kind(f, b, t, o, floor=None if size is None else np.where(b > size, b / dram_bytes_per_s,
                                                                                      0.0))
                     for k, (f, b, t) in arrays.items()}
