@@ -258,6 +258,10 @@ def test_two_hydra_modes_are_one_line_naming_them(tmp_path):
     one mode alone still works."""
     line = one_error_line(console(tmp_path, "iopopt", "-m", "experiment=paper", "--cfg", "hydra"))
     assert line.startswith("iopopt: -m/--multirun and -c/--cfg cannot be given together") and "--cfg job" in line
+    line = one_error_line(console(tmp_path, "iopopt", "-r", "--multi", "model=tiny_chain"))  # an abbreviation
+    assert line.startswith("iopopt: -r/--run and -m/--multirun cannot be given together")
+    line = one_error_line(console(tmp_path, "iopopt", "-cjob", "--info"))
+    assert line.startswith("iopopt: -c/--cfg and -i/--info cannot") and "drop -m" not in line
     shown = console(tmp_path, "iopopt", "model=tiny_chain", "--cfg=job")
     assert shown.returncode == 0 and "tiny_chain" in shown.stdout, shown.stderr
 

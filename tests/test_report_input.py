@@ -200,24 +200,32 @@ def test_partial_files_of_killed_writers_are_removed_and_only_theirs(tmp_path):
 
 
 def test_partial_files_of_dead_writers_are_removed_by_the_next_run(tmp_path, monkeypatch):
-    """A report SIGKILLed with its workers cleans nothing up: the next one removes what dead writers left
-    (their pid no longer runs), never a live writer's file."""
+    """A report SIGKILLed with its workers cleans nothing up: a later one removes what dead writers left
+    (their pid no longer runs here) once untouched for STALE_AFTER_S, never a live writer's file, nor one whose
+    pid is not of this system."""
     import os
     import subprocess
+    import time
 
     from iopopt.report import plots
-    from iopopt.results.io import remove_partial_files
+    from iopopt.results.io import STALE_AFTER_S, remove_partial_files
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = tmp_path / f".solver_time.{int(dead.stdout)}-abcdefgh.tmp.png"
     live = tmp_path / f".plans.{os.getpid()}-ijklmnop.tmp.png"
-    for p in (gone, live):
+    odd = tmp_path / f".plans.{10 ** 30}-qrstuvwx.tmp.png"  # not a pid of this system: kept, no crash
+    for p in (gone, live, odd):
         p.write_bytes(b"half")
+    assert remove_partial_files([tmp_path]) == []  # fresh: its writer may be alive on another host
+    old = time.time() - 2 * STALE_AFTER_S
+    for p in (gone, live, odd):
+        os.utime(p, (old, old))
     assert remove_partial_files([tmp_path]) == [gone]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, odd.name])
     gone.write_bytes(b"half")
+    os.utime(gone, (old, old))
     drawn = []
     monkeypatch.setattr(plots, "_draw", drawn.append)
     plots.draw_all([("timeline", "draw", (tmp_path / "x.png",))], workers=1)  # a figure of that folder
-    assert drawn and sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+    assert drawn and sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, odd.name])
 

@@ -144,9 +144,10 @@ def _cli() -> float | None:
         sys.path.insert(0, os.getcwd())
     modes = _hydra_modes(sys.argv[1:])
     if len(modes) > 1:  # Hydra would raise a ValueError with a traceback
+        hint = "; to see a sweep's composed config, drop -m: iopopt experiment=paper --cfg job" \
+            if "-m/--multirun" in modes else ""
         print(f"iopopt: {' and '.join(modes)} cannot be given together (Hydra runs one mode: "
-              f"{', '.join(m for m, _ in _HYDRA_MODES)}); to see a sweep's composed config, drop -m: "
-              f"iopopt experiment=paper --cfg job", file=sys.stderr)
+              f"{', '.join(_HYDRA_MODES)}){hint}", file=sys.stderr)
         sys.exit(2)
     overrides = _command_line_overrides(sys.argv[1:])
     if overrides:
@@ -161,18 +162,29 @@ def _cli() -> float | None:
     return _task()
 
 
-#: Hydra's run modes, each with its flags; a command line may hold one of them.
-_HYDRA_MODES = (("-m/--multirun", ("-m", "--multirun")), ("-c/--cfg", ("-c", "--cfg")), ("-i/--info", ("-i", "--info")),
-                ("-sc/--shell-completion", ("-sc", "--shell-completion")))
+#: Hydra's run modes; a command line may ask for one of them.
+_HYDRA_MODES = ("-r/--run", "-m/--multirun", "-c/--cfg", "-i/--info", "-sc/--shell-completion")
 
 
 def _hydra_modes(args: list[str]) -> list[str]:
-    """The Hydra run modes ``args`` asks for (``--cfg job`` and ``--cfg=job`` alike).
+    """The Hydra run modes ``args`` asks for, read by Hydra's own parser (abbreviations, ``-cjob``, ``--cfg=job``
+    alike); none when the line does not parse (Hydra then reports it).
 
     >>> _hydra_modes(["-m", "experiment=paper", "--cfg", "hydra"]), _hydra_modes(["--cfg=job", "model=vgg16"])
     (['-m/--multirun', '-c/--cfg'], ['-c/--cfg'])
+    >>> _hydra_modes(["-r", "--multi", "model=-m"]), _hydra_modes(["-cjob", "-i"])
+    (['-r/--run', '-m/--multirun'], ['-c/--cfg', '-i/--info'])
     """
-    return [name for name, flags in _HYDRA_MODES if any(a.split("=", 1)[0] in flags for a in args)]
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            parsed = get_args_parser().parse_args(args)
+    except SystemExit:
+        return []
+    asked = (parsed.run, parsed.multirun, bool(parsed.cfg), parsed.info is not None,
+             bool(parsed.shell_completion))
+    return [name for name, on in zip(_HYDRA_MODES, asked) if on]
 
 
 def interruptible(prog: str, fn, *args):

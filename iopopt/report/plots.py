@@ -227,7 +227,7 @@ def _abandon(pool, tasks: list[tuple]) -> None:
 
 def _folders(tasks: list[tuple]) -> set[Path]:
     """The folders plotting tasks write to: a task names the sweep's root or its figure's file."""
-    return {a if not a.suffix else a.parent for _, _, args in tasks for a in args if isinstance(a, Path)}
+    return {a if a.is_dir() else a.parent for _, _, args in tasks for a in args if isinstance(a, Path)}
 
 
 def write_plots(df: pd.DataFrame, records: list[dict], root: Path, max_timelines: int = 24, max_plans: int = 24,

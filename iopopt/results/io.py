@@ -8,6 +8,7 @@ import math
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -113,26 +114,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def _alive(pid: int) -> bool:
+#: A temporary file of a writer that is not running here is removed only once it is this old (seconds): on a
+#: shared file system its writer may be alive on another host.
+STALE_AFTER_S = 600.0
+
+
+def _dead(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
         return True
-    return True
+    except (PermissionError, OverflowError, ValueError):  # another user's process, or not a pid of this system
+        return False
+    return False
+
+
+def _stale(tmp: Path, pid: int) -> bool:
+    try:
+        return _dead(pid) and time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
 
 
 def remove_partial_files(folders, pids=None) -> list[Path]:
     """Remove the temporary files :func:`atomic_path` processes ``pids`` (killed mid-write) left in ``folders``;
-    ``pids`` None: those of every writer no longer alive (a run SIGKILLed with its workers cleans nothing up,
-    the next one does)."""
+    ``pids`` None: those of writers no longer running here, untouched for :data:`STALE_AFTER_S` (a run
+    SIGKILLed with its workers cleans nothing up, a later one does)."""
     wanted = None if pids is None else {str(p) for p in pids}
     removed = []
     for folder in folders:
         for tmp in Path(folder).glob(".*.tmp*"):
             owner = re.search(r"\.(\d+)-[a-z0-9_]+\.tmp(\.[^.]*)?$", tmp.name)
-            if owner and (owner.group(1) in wanted if wanted is not None else not _alive(int(owner.group(1)))):
+            if owner and (owner.group(1) in wanted if wanted is not None else _stale(tmp, int(owner.group(1)))):
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                     removed.append(tmp)
