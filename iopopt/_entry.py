@@ -32,5 +32,5 @@ def app() -> object:
         from .app import main
     except KeyboardInterrupt:
         print(APP_INTERRUPTED.format(prog="iopopt", name="SIGINT"), file=sys.stderr)
-        sys.exit(130)
+        return 130
     return main()

@@ -100,16 +100,23 @@ def version_line() -> str:
             f"Python {platform.python_version()})")
 
 
-def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a Hydra command line, or None when they are not ours to check
-    (another config via ``--config-name``/``--config-path``/``--config-dir``, a rerun, shell completion)."""
+def _hydra_args(argv: list[str]):
+    """``argv`` read by Hydra's own parser, or None when it does not parse (a bad option, or --version: Hydra
+    reports it when it parses the same line)."""
     from hydra._internal.utils import get_args_parser
 
     try:
-        # a bad option (or --version): Hydra's own parser reports it when it parses the same line
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            args = get_args_parser().parse_args(argv)
+            return get_args_parser().parse_args(argv)
     except SystemExit:
+        return None
+
+
+def _command_line_overrides(argv: list[str]) -> list[str] | None:
+    """The overrides of a Hydra command line, or None when they are not ours to check
+    (another config via ``--config-name``/``--config-path``/``--config-dir``, a rerun, shell completion)."""
+    args = _hydra_args(argv)
+    if args is None:
         return None
     if args.config_name or args.config_path or args.config_dir or args.experimental_rerun or args.shell_completion:
         return None
@@ -175,12 +182,8 @@ def _hydra_modes(args: list[str]) -> list[str]:
     >>> _hydra_modes(["-r", "--multi", "model=-m"]), _hydra_modes(["-cjob", "-i"])
     (['-r/--run', '-m/--multirun'], ['-c/--cfg', '-i/--info'])
     """
-    from hydra._internal.utils import get_args_parser
-
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            parsed = get_args_parser().parse_args(args)
-    except SystemExit:
+    parsed = _hydra_args(args)
+    if parsed is None:
         return []
     asked = (parsed.run, parsed.multirun, bool(parsed.cfg), parsed.info is not None,
              bool(parsed.shell_completion))

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._lifecycle import pid_exists
+
 __all__ = ["json_safe", "display_path", "write_json_atomic", "write_jsonl_atomic", "write_text_atomic", "atomic_path",
            "remove_partial_files"]
 
@@ -119,19 +121,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 STALE_AFTER_S = 600.0
 
 
-def _dead(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError, ValueError):  # another user's process, or not a pid of this system
-        return False
-    return False
-
-
 def _stale(tmp: Path, pid: int) -> bool:
     try:
-        return _dead(pid) and time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+        return not pid_exists(pid) and time.time() - tmp.stat().st_mtime > STALE_AFTER_S
     except OSError:
         return False
 
@@ -144,7 +136,8 @@ def remove_partial_files(folders, pids=None) -> list[Path]:
     removed = []
     for folder in folders:
         for tmp in Path(folder).glob(".*.tmp*"):
-            owner = re.search(r"\.(\d+)-[a-z0-9_]+\.tmp(\.[^.]*)?$", tmp.name)
+            # a pid has at most 7 digits (Linux's pid_max is at most 2**22): longer is not a writer of this system
+            owner = re.search(r"\.(\d{1,7})-[a-z0-9_]+\.tmp(\.[^.]*)?$", tmp.name)
             if owner and (owner.group(1) in wanted if wanted is not None else _stale(tmp, int(owner.group(1)))):
                 with contextlib.suppress(OSError):
                     tmp.unlink()

@@ -39,7 +39,7 @@ from pathlib import Path
 from ...results.io import write_text_atomic
 from .._progress import Progress
 from .measure import CLOCKS, drift, forward_time, predict_ops, reference_times, time_ops
-from .report import drift_line, plot, summarize, write_csv, write_markdown
+from .report import NO_REFERENCE, drift_line, plot, summarize, write_csv, write_markdown
 
 __all__ = ["run_opfit", "main", "time_ops", "predict_ops", "forward_time", "summarize"]
 
@@ -133,6 +133,7 @@ class ModelTiming:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..profile import stages as profile_stages
     from ..profile.presets import load_presets, resolve_profile
 
     ap = argparse.ArgumentParser(prog="iopopt opfit", description=__doc__.split("\n\n")[0])
@@ -167,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)
     load_before = round(os.getloadavg()[0], 2)
-    total = a.rounds * len(a.models) * (a.repeats + a.warmup) + (_PROFILE_STAGES if fresh else 0)
+    command = "iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:])
+    total = a.rounds * len(a.models) * (a.repeats + a.warmup) + (profile_stages(network=False) if fresh else 0)
     with Progress(total, "iopopt opfit", "step") as bar:
         def progress(name, i, n):
             bar.step(name)
@@ -175,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         timing = ModelTiming(a.models, a.repeats, a.warmup, a.clock, progress)
         before = reference_times(clock=a.clock)
         if fresh:
-            where = _fresh_profile(out / "profile", timing, a, bar.step, argv)
+            where = _fresh_profile(out / "profile", timing, a, bar.step, command)
         else:
             for _ in range(a.rounds):
                 timing.round()
@@ -187,24 +189,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(rows)
     prof = json.loads((where / "profile.json").read_text()) if (where / "profile.json").exists() else {}
     reference = {k: (before[k] + after[k]) / 2 for k in before}
-    # against the profile only where that is another run on the same clock (fresh: the same run)
-    comparable = not fresh and prof.get("reference_s") and prof.get("clock", a.clock) == a.clock
-    against_profile = drift(reference, prof.get("reference_s")) if comparable else None
+    against_profile, why_none = _against_profile(reference, prof, a.clock, fresh)
     machine = prof.get("machine") or {}
     meta = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": f"{machine.get('cpu_model', platform.processor())}, {os.cpu_count()} cores, "
                    f"torch {__import__('torch').__version__}",
         "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
-        "command": "iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:]),
+        "command": command,
         "profile": str(where), "device": _describe(device),
         "repeats": a.repeats, "warmup": a.warmup, "rounds": a.rounds, "clock": a.clock, "forward_s": forward,
         "reference_s": reference, "reference_drift_in_run": drift(after, before),
-        "reference_drift_vs_profile": against_profile,
-        "reference_vs_profile_why_none": (None if against_profile is not None else
-                                          "fresh: the profile is of this run" if fresh else
-                                          f"the profile's clock is {prof.get('clock')}" if prof.get("reference_s")
-                                          else "the profile has no reference kernels"),
+        "reference_drift_vs_profile": against_profile, "reference_vs_profile_why_none": why_none,
     }
     write_csv(rows, out / "opfit.csv")
     fh = io.StringIO(newline="")
@@ -227,11 +223,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-#: Progress steps of the profile in ``--profile fresh``: its calibration networks, standalone figures, conv set.
-_PROFILE_STAGES = 4 + 4 + 1
+def _against_profile(reference: dict, prof: dict, clock: str, fresh: bool) -> tuple[dict | None, str | None]:
+    """The drift of this run's reference kernels against the profile's, or None and why not: only another run
+    on the same clock compares (fresh: the profile is of this run)."""
+    if fresh:
+        return None, "fresh: the profile is of this run"
+    if not prof.get("reference_s"):
+        return None, NO_REFERENCE
+    if prof.get("clock", clock) != clock:
+        return None, f"the profile's clock is {prof['clock']}"
+    return drift(reference, prof["reference_s"]), None
 
 
-def _fresh_profile(where: Path, timing: ModelTiming, a: argparse.Namespace, step, argv) -> Path:
+def _fresh_profile(where: Path, timing: ModelTiming, a: argparse.Namespace, step, command: str) -> Path:
     """Profile this machine with ``iopopt profile``'s own code, a round of the models after each of its calibration
     rounds, so that the device and the times it is checked against are measured at the same machine speed; the
     profile (no network) is written to ``where``."""
@@ -240,8 +244,7 @@ def _fresh_profile(where: Path, timing: ModelTiming, a: argparse.Namespace, step
 
     prof = run_profile(clock=a.clock, network=False, rounds=a.rounds, step=step, between_rounds=timing.round)
     prof["stamp"] = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    prof["command"] = ("iopopt opfit " + " ".join(argv if argv is not None else sys.argv[2:])
-                       + " (calibration interleaved with the models' rounds)")
+    prof["command"] = command + " (calibration interleaved with the models' rounds)"
     write_presets(prof, where)
     return where
 

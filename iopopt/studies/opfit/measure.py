@@ -32,7 +32,7 @@ from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
 
 __all__ = ["CLOCKS", "OpTimes", "time_ops", "predict_ops", "forward_time", "reference_times", "drift",
-           "steady_allocator"]
+           "steady_allocator", "timed", "large_copy"]
 
 #: Clocks :func:`time_ops` can time with: wall time, or the calling thread's CPU time.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
@@ -177,10 +177,40 @@ def predict_ops(graph: OpGraph, device: Device) -> Mapping[str, float]:
     return {c.node: c.compute_s for c in report.per_op if graph[c.node].kind not in ("input", "output")}
 
 
+def timed(fn: Callable[[], object], repeats: int, clock: str = "cpu", warmup: int = 2) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` on ``clock``, after ``warmup`` untimed ones."""
+    now = CLOCKS[clock]
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = now()
+        fn()
+        out.append(now() - t0)
+    return out
+
+
+def large_copy(repeats: int, clock: str) -> dict:
+    """A 256 MB copy, far beyond the caches: bytes read + written per second (the DRAM bandwidth).
+
+    The fastest of the copies, as bandwidth benchmarks report: other processes
+    on the machine share the memory bus, and a median taken while they run
+    measured 20.6 GB/s where a quiet copy gives 38.5 GB/s on the development
+    machine; the fastest copy is the least disturbed one. ``iopopt profile``
+    takes one after every calibration round and one at the end, and keeps the
+    fastest (one burst of copies measured 21.5 GB/s there: the fit then saw no
+    working set worth having).
+    """
+    src = torch.randn(64 << 20, generator=torch.Generator().manual_seed(6))
+    dst = torch.empty_like(src)
+    t = min(timed(lambda: dst.copy_(src), repeats, clock, warmup=1))
+    nbytes = 2 * src.numel() * 4
+    return {"bytes": nbytes, "time_s": t, "bytes_per_s": nbytes / t}
+
+
 def reference_times(repeats: int = 15, clock: str = "cpu") -> dict[str, float]:
     """Seconds of two fixed kernels, on one torch thread: ``conv`` (64->64 3x3 at 56x56, compute-bound; the median
-    of ``repeats``) and ``copy`` (256 MB read and written, beyond the caches: memory-bound; the fastest, as
-    bandwidth benchmarks report).
+    of ``repeats``) and ``copy`` (:func:`large_copy`, beyond the caches: memory-bound; the fastest).
 
     A shared machine does not keep one speed: on the development VM the same
     conv took from 1.8 to 3.6 ms within four minutes, with nothing else of
@@ -188,29 +218,16 @@ def reference_times(repeats: int = 15, clock: str = "cpu") -> dict[str, float]:
     was then; see :func:`drift`.
     """
     steady_allocator()
-    now = CLOCKS[clock]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         gen = torch.Generator().manual_seed(11)
         x, w = torch.randn(1, 64, 56, 56, generator=gen), torch.randn(64, 64, 3, 3, generator=gen)
-        src = torch.randn(32 << 20, generator=gen)
-        dst = torch.empty_like(src)
-        kernels_ = {"conv": (lambda: torch.nn.functional.conv2d(x, w, None, 1, 1), statistics.median),
-                    "copy": (lambda: dst.copy_(src), min)}
         with torch.inference_mode():
-            out = {}
-            for name, (fn, pick) in kernels_.items():
-                fn()
-                times = []
-                for _ in range(repeats):
-                    t0 = now()
-                    fn()
-                    times.append(now() - t0)
-                out[name] = pick(times)
+            conv = statistics.median(timed(lambda: torch.nn.functional.conv2d(x, w, None, 1, 1), repeats, clock, 1))
+            return {"conv": conv, "copy": large_copy(repeats, clock)["time_s"]}
     finally:
         torch.set_num_threads(threads)
-    return out
 
 
 def drift(now_s: Mapping[str, float], then_s: Mapping[str, float] | None) -> dict[str, float]:

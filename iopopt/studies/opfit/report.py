@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ...results.io import atomic_path, write_text_atomic
 
-__all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "DRIFT_WARN", "summarize", "write_csv", "write_markdown",
-           "plot", "drift_line"]
+__all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "DRIFT_WARN", "NO_REFERENCE", "summarize", "write_csv",
+           "write_markdown", "plot", "drift_line"]
 
 #: Acceptance: total within ±15%, each kind with at least 1 ms measured within ±30%, median per-op error ≤ 25%.
 TOTAL_TOL, KIND_TOL, OP_TOL, KIND_MIN_S = 0.15, 0.30, 0.25, 1e-3
@@ -66,6 +66,8 @@ def _ms(s: float) -> str:
 #: A drift of the reference kernels beyond this (either way) is called out: the run and the profile ran at
 #: different machine speeds.
 DRIFT_WARN = 0.10
+#: Why a run's drift is not compared with its profile's: the profile predates the reference kernels.
+NO_REFERENCE = "the profile has no reference kernels"
 
 
 def drift_line(meta: dict) -> str | None:
@@ -75,8 +77,8 @@ def drift_line(meta: dict) -> str | None:
     inrun = meta.get("reference_drift_in_run") or {}
     moved = {**(vs or {}), **{f"{k} in this run": v for k, v in inrun.items()}}
     if not any(abs(v) > DRIFT_WARN for v in moved.values()):
-        if vs is None and meta.get("reference_vs_profile_why_none", "").startswith("the profile has no"):
-            return "the profile has no reference kernels (made before they were recorded): drift against it unknown"
+        if vs is None and meta.get("reference_vs_profile_why_none") == NO_REFERENCE:
+            return f"{NO_REFERENCE} (made before they were recorded): drift against it unknown"
         return None
     parts = ", ".join(f"{k} {v:+.0%}" for k, v in moved.items())
     advice = "re-run both on a quieter machine" if vs is not None else "re-run on a quieter machine"

@@ -54,11 +54,12 @@ import torch
 
 from ...exec.distributed.launcher import launch
 from .._progress import Progress
-from ..opfit.measure import drift, reference_times
+from ..opfit.measure import drift, large_copy, reference_times
 from ..opfit.report import DRIFT_WARN
 from .bench import CONV_SET, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
+from .calibration import CALIBRATION_NETS
 from .fit import fit_roofline
-from .kinds import large_copy, measure_samples, standalone
+from .kinds import STANDALONE_STAGES, measure_samples, standalone
 from .presets import (
     PROFILE_ROOT,
     cluster_yaml,
@@ -76,6 +77,7 @@ from .presets import (
 __all__ = [
     "CONV_SET",
     "run_profile",
+    "stages",
     "bench_convs",
     "op_overhead",
     "fit_network",
@@ -114,6 +116,12 @@ def _load() -> float | None:
 def _aggregate_kinds(samples, kinds, key="flops") -> float:
     rows = [s for s in samples if s["kind"] in kinds]
     return sum(s[key] for s in rows) / sum(s["time_s"] for s in rows) if rows else float("nan")
+
+
+def stages(network: bool = True) -> int:
+    """The progress steps of :func:`run_profile`: each calibration network, the standalone figures, the conv
+    set, and the network measurement when asked."""
+    return len(CALIBRATION_NETS) + STANDALONE_STAGES + 1 + int(network)
 
 
 def run_profile(
@@ -258,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ap.error(f"{flag} must be >= 1, got {value}")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out = Path(a.out) if a.out else PROFILE_ROOT / stamp
-    stages = 4 + 5 + (0 if a.no_network else 1)
-    with Progress(stages, "iopopt profile", "stage") as bar:
+    with Progress(stages(not a.no_network), "iopopt profile", "stage") as bar:
         prof = run_profile(ranks=max(a.ranks, a.devices), repeats=a.repeats, threads=a.threads, devices=a.devices,
                            clock=a.clock, network=not a.no_network, rounds=a.rounds, step=bar.step)
     prof["stamp"] = stamp

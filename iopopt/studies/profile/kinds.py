@@ -23,11 +23,11 @@ from ...frontend.capture import trace
 from ...model.cluster import Cluster, Device, pricing_kind
 from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
-from ..opfit.measure import CLOCKS, time_ops
+from ..opfit.measure import large_copy, time_ops, timed
 from .bench import op_overhead
 from .calibration import calibration_nets
 
-__all__ = ["measure_samples", "standalone", "large_copy", "LINEAR_BATCHES"]
+__all__ = ["measure_samples", "standalone", "LINEAR_BATCHES", "STANDALONE_STAGES"]
 
 #: Batch sizes of the standalone linear layers (batch 1 is memory-bound, larger batches are not).
 LINEAR_BATCHES = (1, 8, 32)
@@ -70,38 +70,12 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
     return samples
 
 
-def _times(fn, repeats: int, clock: str, warmup: int = 2) -> list[float]:
-    now = CLOCKS[clock]
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = now()
-        fn()
-        out.append(now() - t0)
-    return out
-
-
 def _median(fn, repeats: int, clock: str, warmup: int = 2) -> float:
-    return statistics.median(_times(fn, repeats, clock, warmup))
+    return statistics.median(timed(fn, repeats, clock, warmup))
 
 
-def large_copy(repeats: int, clock: str) -> dict:
-    """A 256 MB copy, far beyond the caches: bytes read + written per second (the DRAM bandwidth).
-
-    The fastest of the copies, as bandwidth benchmarks report: other processes
-    on the machine share the memory bus, and a median taken while they run
-    measured 20.6 GB/s where a quiet copy gives 38.5 GB/s on the development
-    machine; the fastest copy is the least disturbed one. ``iopopt profile``
-    takes one after every calibration round and one at the end, and keeps the
-    fastest (one burst of copies measured 21.5 GB/s there: the fit then saw no
-    working set worth having).
-    """
-    src = torch.randn(64 << 20, generator=torch.Generator().manual_seed(6))
-    dst = torch.empty_like(src)
-    t = min(_times(lambda: dst.copy_(src), repeats, clock, warmup=1))
-    nbytes = 2 * src.numel() * 4
-    return {"bytes": nbytes, "time_s": t, "bytes_per_s": nbytes / t}
+#: Progress steps of :func:`standalone`: linear batches, grouped convs, the large copy, tiny-op overhead.
+STANDALONE_STAGES = 4
 
 
 def standalone(repeats: int = 7, clock: str = "cpu", step: Callable[[str], None] | None = None) -> dict:
