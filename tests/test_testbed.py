@@ -359,3 +359,45 @@ def test_a_completed_testbed_study_exits_0_though_its_record_has_no_plan(tmp_pat
     assert got.returncode == 0, got.stderr[-2000:]
     rec = json.loads((run_dir / "result.json").read_text())
     assert rec["termination"] == "completed" and rec["latency_s"] is None
+
+
+def test_dilated_ranks_measure_their_warm_up_kernels_under_the_shared_lock(tmp_path):
+    """A dilated rank measures a warm-up kernel only while it holds the machine's compute lock.
+
+    The test holds the lock for HOLD_S from before the ranks start: the run cannot end before the test lets
+    go of it (a rank that ignored the lock would end within a few seconds). Without dilation the lock is
+    not taken, and the same run ends while the test still holds it.
+    """
+    import fcntl
+    import threading
+
+    from iopopt.exec.distributed import DistributedExecutor
+
+    hold_s = 12.0
+    module, problem = _problem(2, SwitchedNetwork(1e9))
+    program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
+    lock = tmp_path / "compute"
+    ends = {}
+    for name, dil in (("plain", None), ("dilated", (2.0, 2.0))):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        released = {}
+
+        def release(fd=fd, released=released):
+            time.sleep(hold_s)
+            released["at"] = time.perf_counter()
+            os.close(fd)
+
+        holder = threading.Thread(target=release)
+        holder.start()
+        try:
+            ex = DistributedExecutor(2, threads=1, dtype=torch.float64, warmup=1, repeats=1, timeout_s=60,
+                                     run_timeout_s=120, compute_dilation=dil, compute_lock=str(lock))
+            t = ex.run(program, module)
+            ends[name] = time.perf_counter()
+            assert check_trace(program, t, module).passed
+        finally:
+            holder.join()
+        ends[name] -= released["at"]
+    assert ends["dilated"] > 0, ends  # ended after the lock was released
+    assert ends["plain"] < 0, ends  # not dilated: no lock taken, done while it was still held

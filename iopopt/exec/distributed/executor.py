@@ -130,11 +130,13 @@ class DistributedExecutor:
         machine it made no measurable difference.
     fault : Fault, optional
         Deliberate failure (tests).
-    rank_setup, send_delay, compute_dilation : optional
+    rank_setup, send_delay, compute_dilation, compute_lock : optional
         Hooks of the emulated testbed (:mod:`iopopt.exec.testbed`): a picklable
         ``rank_setup(rank)`` run first in every spawned rank, an object
-        whose ``before_send(src, dst)`` runs before every message, and per
-        rank a factor by which its own CPU work of each step is stretched.
+        whose ``before_send(src, dst)`` runs before every message, per
+        rank a factor by which its own CPU work of each step is stretched,
+        and the path of a lock file under which a dilated rank measures
+        its kernels' CPU time in the warm-up (one rank at a time).
     """
 
     def __init__(
@@ -158,6 +160,7 @@ class DistributedExecutor:
         rank_setup=None,
         send_delay=None,
         compute_dilation=None,
+        compute_lock: str | None = None,
     ):
         if rank is None:
             rank = _env_int("RANK")
@@ -185,6 +188,7 @@ class DistributedExecutor:
         self.rank_setup = rank_setup  # runs first in each spawned rank (the testbed's placement)
         self.send_delay = send_delay  # before_send(src, dst) before each message (the testbed's latency)
         self.compute_dilation = compute_dilation  # per rank: slow-down factor of its CPU work (the testbed)
+        self.compute_lock = compute_lock  # the dilated ranks measure their warm-up kernels one at a time under it
         if rank is not None and (world_size is None or master_port is None):
             raise ValueError(
                 "DistributedExecutor: a single-rank run needs world_size and master_port "
@@ -209,6 +213,7 @@ class DistributedExecutor:
             prepost=bool(self.prepost),
             send_delay=self.send_delay,
             compute_dilation=self.compute_dilation,
+            compute_lock=self.compute_lock,
         )
 
     def run(self, program: Program, module: nn.Module, x: Tensor | None = None, seed: int = 0) -> DistributedTrace:

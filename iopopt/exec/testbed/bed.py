@@ -98,9 +98,14 @@ class TestbedSpec:
       more CPU time, stretched ``1 / fraction`` times (mobilenet_v2 on one
       RPi-class rank, 2.5x the sum of its undilated kernels). For the same
       reason the time stretched is the kernel's CPU time warm: in the warmup
-      inferences every kernel runs twice in a row and the second run's CPU
-      time (least over warmups) is the reference; a timed kernel lasts
-      ``reference / fraction`` or its own wall time if longer (a kernel
+      inferences every kernel runs three times in a row and the least CPU
+      time of the last two (over all warmups) is the reference. The ranks
+      take these warm-up kernels one at a time (a lock they share): ranks
+      of one machine running kernels together slow each other down through
+      the shared cores, caches and memory bus (4 processes running the same
+      conv on the 2-core VM: +15 % CPU time each), which devices with their
+      own do not, and which only plans that split work would pay. A timed
+      kernel lasts ``reference / fraction`` or its own wall time if longer (a kernel
       after a message or a sleep starts with cold caches, and that extra
       time is not stretched).
     """
@@ -233,9 +238,9 @@ class Testbed:
                 if self.spec.cpu_mode == "quota" else
                 "EMULATED time dilation: each kernel's CPU time on the rank (thread_time, 1 torch thread) is "
                 f"stretched to CPU time / fraction by sleeping (the CPU time of the kernel run again at once in "
-                f"the warmup, caches warm), the sleep owed until the rank's next message or "
-                f"the end of the inference (the rest of a step, messages and buffer assembly, runs at this "
-                f"machine's speed); CFS quota of 1 core per rank as a cap, "
+                f"the warmup, caches warm, one rank of the machine at a time), the sleep owed until the rank's "
+                f"next message or the end of the inference (the rest of a step, messages and buffer assembly, "
+                f"runs at this machine's speed); CFS quota of 1 core per rank as a cap, "
                 f"cpu.shares={SHARES}")
         return {
             "cpu": {"mode": self.spec.cpu_mode, "mechanism": mech, "ranks": ranks},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from ..distributed import DistributedExecutor, DistributedTrace, Job
@@ -45,6 +46,7 @@ class TestbedExecutor:
             assert bed.topology is not None
             ex = DistributedExecutor(self.spec.k, threads=1, master_addr=bed.master_addr,
                                      ifname=bed.topology.ifname, rank_setup=bed.placement(), send_delay=delay,
-                                     compute_dilation=self.spec.dilation(), **self.options)
+                                     compute_dilation=self.spec.dilation(),
+                                     compute_lock=os.path.join(bed.lock_dir, "compute"), **self.options)
             self.description = bed.describe()
             return ex.run_many(jobs, seed=seed)
