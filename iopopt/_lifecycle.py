@@ -15,6 +15,8 @@
 * :func:`private_temp_dir` makes a temporary folder named after its process
   (``PREFIX<pid>-*``); :func:`remove_stale_temp_dirs` removes those of
   processes that no longer exist (a SIGKILL leaves them behind).
+* :func:`exclusive_lock` holds a ``flock`` on a file, which the kernel
+  releases when its holder dies, however it dies.
 
 Linux-first: where ``/proc`` or ``prctl`` is missing these do nothing.
 """
@@ -22,6 +24,7 @@ Linux-first: where ``/proc`` or ``prctl`` is missing these do nothing.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -44,6 +47,7 @@ __all__ = [
     "private_temp_dir",
     "remove_stale_temp_dirs",
     "pid_exists",
+    "exclusive_lock",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -257,3 +261,14 @@ def pid_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return _alive(pid) or not os.path.exists("/proc")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block; waits for it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock

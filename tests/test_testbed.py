@@ -361,43 +361,61 @@ def test_a_completed_testbed_study_exits_0_though_its_record_has_no_plan(tmp_pat
     assert rec["termination"] == "completed" and rec["latency_s"] is None
 
 
-def test_dilated_ranks_measure_their_warm_up_kernels_under_the_shared_lock(tmp_path):
-    """A dilated rank measures a warm-up kernel only while it holds the machine's compute lock.
+def _lock_waiters(path) -> int:
+    """Processes waiting for a flock on ``path`` (``->`` lines of /proc/locks for its inode)."""
+    inode = f":{os.stat(path).st_ino} "
+    with open("/proc/locks") as f:
+        return sum(1 for line in f if "->" in line and inode in line)
 
-    The test holds the lock for HOLD_S from before the ranks start: the run cannot end before the test lets
-    go of it (a rank that ignored the lock would end within a few seconds). Without dilation the lock is
-    not taken, and the same run ends while the test still holds it.
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs /proc/locks")
+@pytest.mark.parametrize("case", ["warm-up", "no warm-up", "not dilated"])
+def test_dilated_ranks_time_their_warm_up_kernels_under_the_shared_lock(tmp_path, case):
+    """Only a dilated rank in a warm-up inference takes the compute lock, and waits for it.
+
+    The test holds the lock while the run goes on in a thread. With a warm-up, the ranks must wait for it (a
+    waiter appears in /proc/locks, and the run cannot end until the test lets go). Without a warm-up, or
+    without dilation, nothing waits: the run ends while the test still holds the lock.
     """
     import fcntl
     import threading
 
     from iopopt.exec.distributed import DistributedExecutor
 
-    hold_s = 12.0
     module, problem = _problem(2, SwitchedNetwork(1e9))
     program = compile_plan(problem, plans.build_plan(problem, "all_oc"))
     lock = tmp_path / "compute"
-    ends = {}
-    for name, dil in (("plain", None), ("dilated", (2.0, 2.0))):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        released = {}
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    got: dict = {}
 
-        def release(fd=fd, released=released):
-            time.sleep(hold_s)
-            released["at"] = time.perf_counter()
-            os.close(fd)
-
-        holder = threading.Thread(target=release)
-        holder.start()
+    def run():
         try:
-            ex = DistributedExecutor(2, threads=1, dtype=torch.float64, warmup=1, repeats=1, timeout_s=60,
-                                     run_timeout_s=120, compute_dilation=dil, compute_lock=str(lock))
-            t = ex.run(program, module)
-            ends[name] = time.perf_counter()
-            assert check_trace(program, t, module).passed
-        finally:
-            holder.join()
-        ends[name] -= released["at"]
-    assert ends["dilated"] > 0, ends  # ended after the lock was released
-    assert ends["plain"] < 0, ends  # not dilated: no lock taken, done while it was still held
+            ex = DistributedExecutor(2, threads=1, dtype=torch.float64, warmup=0 if case == "no warm-up" else 1,
+                                     repeats=1, timeout_s=60, run_timeout_s=120,
+                                     compute_dilation=None if case == "not dilated" else (2.0, 2.0),
+                                     compute_lock=str(lock))
+            got["trace"] = ex.run(program, module)
+        except BaseException as e:  # reported by the main thread
+            got["error"] = e
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    waited = False
+    try:
+        deadline = time.monotonic() + 150
+        while runner.is_alive() and time.monotonic() < deadline:
+            if _lock_waiters(lock):
+                waited = True
+                break
+            time.sleep(0.05)
+        ended_while_held = not runner.is_alive()
+    finally:
+        os.close(fd)
+        runner.join(150)
+    assert "error" not in got, got.get("error")
+    assert check_trace(program, got["trace"], module).passed
+    if case == "warm-up":
+        assert waited and not ended_while_held
+    else:
+        assert ended_while_held and not waited

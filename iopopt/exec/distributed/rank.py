@@ -7,16 +7,16 @@ Input buffers are built by the assembler the simulated executor uses too
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from ..._lifecycle import exclusive_lock
 from ...compile.reshard import Resharding
 from ...model.graph import WEIGHTED_KINDS
 from .. import kernels
@@ -30,20 +30,6 @@ __all__: list[str] = []
 _WEIGHTED = WEIGHTED_KINDS
 #: Times a dilated rank runs each kernel again in a warm-up inference to measure its CPU time (the least is kept).
 WARM_RERUNS = 2
-
-
-@contextlib.contextmanager
-def _exclusive(path: str | None) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (nothing when None): one rank of the machine at a time."""
-    if path is None:
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the flock
 
 
 class _RankRunner:
@@ -207,11 +193,11 @@ class _RankRunner:
                 self._prepost(p + 1)
             bufs = [self._assemble(p, i, res, src, stores) for i, (res, src) in enumerate(zip(step.inputs, op.inputs))]
             warmup = inference < self.s.warmup
-            # the testbed measures a kernel's CPU time in the warm-up, one rank of the machine at a time: ranks
-            # sharing cores, caches and the memory bus slow each other's kernels down (4 ranks on 2 cores: +15 %
-            # CPU time per conv here), which the devices they emulate, each with its own, do not
-            measure = slow is not None and warmup and op.kind not in ("input", "output")
-            with _exclusive(self.s.compute_lock if measure else None):
+            # the testbed times a kernel's CPU time in the warm-up, one rank at a time (see TestbedSpec)
+            measure = (slow is not None and warmup and op.kind not in ("input", "output")
+                       and step.term.out.parts[r] is not None)
+            lock = self.s.compute_lock if measure else None
+            with exclusive_lock(lock) if lock is not None else contextlib.nullcontext():
                 t1 = time.perf_counter()
                 slept = self._slept - slept0  # paid inside the exchange, for earlier kernels: counted as compute
                 c1 = time.thread_time()

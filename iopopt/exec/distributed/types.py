@@ -198,7 +198,7 @@ class _Settings:
     #: per rank, how many times slower its device computes than this machine's core (the testbed's time
     #: dilation: a step's CPU time is measured and the rank sleeps the difference), or None
     compute_dilation: tuple[float, ...] | None = None
-    #: a lock file the dilated ranks of one machine share: a warm-up kernel whose CPU time is measured runs
+    #: a lock file the dilated ranks of one testbed share: a warm-up kernel whose CPU time is measured runs
     #: while no other rank runs one, or None
     compute_lock: str | None = None
 

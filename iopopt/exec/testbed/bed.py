@@ -98,11 +98,12 @@ class TestbedSpec:
       more CPU time, stretched ``1 / fraction`` times (mobilenet_v2 on one
       RPi-class rank, 2.5x the sum of its undilated kernels). For the same
       reason the time stretched is the kernel's CPU time warm: in the warmup
-      inferences every kernel runs three times in a row and the least CPU
-      time of the last two (over all warmups) is the reference. The ranks
-      take these warm-up kernels one at a time (a lock they share): ranks
-      of one machine running kernels together slow each other down through
-      the shared cores, caches and memory bus (4 processes running the same
+      inferences every kernel runs again ``WARM_RERUNS`` times right after
+      itself (:mod:`iopopt.exec.distributed.rank`), and the least CPU time
+      of these re-runs (over all warmups) is the reference. The ranks of a
+      testbed time these kernels one at a time, under a lock they share:
+      ranks running kernels together slow each other down through the
+      cores, caches and memory bus they share (4 processes running the same
       conv on the 2-core VM: +15 % CPU time each), which devices with their
       own do not, and which only plans that split work would pay. A timed
       kernel lasts ``reference / fraction`` or its own wall time if longer (a kernel
@@ -238,7 +239,7 @@ class Testbed:
                 if self.spec.cpu_mode == "quota" else
                 "EMULATED time dilation: each kernel's CPU time on the rank (thread_time, 1 torch thread) is "
                 f"stretched to CPU time / fraction by sleeping (the CPU time of the kernel run again at once in "
-                f"the warmup, caches warm, one rank of the machine at a time), the sleep owed until the rank's "
+                f"the warmup, caches warm, one rank of the testbed at a time), the sleep owed until the rank's "
                 f"next message or the end of the inference (the rest of a step, messages and buffer assembly, "
                 f"runs at this machine's speed); CFS quota of 1 core per rank as a cap, "
                 f"cpu.shares={SHARES}")

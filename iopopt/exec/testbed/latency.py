@@ -12,10 +12,12 @@ own acknowledgements (a real long path would).
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import os
 import time
 from dataclasses import dataclass
+
+from ..._lifecycle import exclusive_lock
 
 __all__ = ["MessageLatency"]
 
@@ -28,21 +30,14 @@ class MessageLatency:
     topology: str
     lock_dir: str
 
-    def _lock(self, name: str) -> int:
-        fd = os.open(os.path.join(self.lock_dir, name), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
     def before_send(self, src: int, dst: int) -> None:
         """Block for this message's latency, holding the locks of the medium or ports it crosses."""
         if self.latency_s <= 0:
             return
         names = ["medium"] if self.topology == "shared" else [f"up{src}", f"down{dst}"]
-        fds = [self._lock(n) for n in names]
-        try:
+        with contextlib.ExitStack() as held:  # taken in order, released in reverse
+            for name in names:
+                held.enter_context(exclusive_lock(os.path.join(self.lock_dir, name)))
             end = time.perf_counter() + self.latency_s
             while (left := end - time.perf_counter()) > 0:
                 time.sleep(left)
-        finally:
-            for fd in reversed(fds):
-                os.close(fd)  # releases the flock
