@@ -345,7 +345,6 @@ def test_reference_kernels_and_the_drift_line():
         torch.set_num_threads(before)
 
 
-
 _FAULTS = """
 import resource, sys, torch
 from iopopt.studies.opfit import measure as m
@@ -413,6 +412,8 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
     assert Path(meta["profile"]) == out / "profile"
     prof = json.loads((out / "profile" / "profile.json").read_text())
     assert "interleaved" in prof["command"]
+    # the drift within the run is the profile's own reference kernels, which bracket the models' rounds too
+    assert meta["reference_s"] == prof["reference_s"] and meta["reference_drift_in_run"] == prof["reference_drift"]
     copies = prof["standalone"]["copy_rounds"]  # one DRAM copy per calibration round and one at the end
     assert len(copies) == 2 and prof["standalone"]["copy"] == max(copies, key=lambda c: c["bytes_per_s"])
     assert prof["device"]["dram_bytes_per_s"] == prof["standalone"]["copy"]["bytes_per_s"]

@@ -228,4 +228,3 @@ def test_partial_files_of_dead_writers_are_removed_by_the_next_run(tmp_path, mon
     monkeypatch.setattr(plots, "_draw", drawn.append)
     plots.draw_all([("timeline", "draw", (tmp_path / "x.png",))], workers=1)  # a figure of that folder
     assert drawn and sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, odd.name])
-

@@ -112,10 +112,10 @@ def _hydra_args(argv: list[str]):
         return None
 
 
-def _command_line_overrides(argv: list[str]) -> list[str] | None:
-    """The overrides of a Hydra command line, or None when they are not ours to check
-    (another config via ``--config-name``/``--config-path``/``--config-dir``, a rerun, shell completion)."""
-    args = _hydra_args(argv)
+def _command_line_overrides(args) -> list[str] | None:
+    """The overrides of a command line read by :func:`_hydra_args`, or None when there are none ours to check
+    (a line that does not parse, another config via ``--config-name``/``--config-path``/``--config-dir``, a
+    rerun, shell completion)."""
     if args is None:
         return None
     if args.config_name or args.config_path or args.config_dir or args.experimental_rerun or args.shell_completion:
@@ -149,14 +149,15 @@ def _cli() -> float | None:
         # `python -m iopopt` imports from the current directory; the console script should too
         # (model=custom model.target=my_pkg.nets.build with my_pkg in the current directory)
         sys.path.insert(0, os.getcwd())
-    modes = _hydra_modes(sys.argv[1:])
+    args = _hydra_args(sys.argv[1:])
+    modes = _hydra_modes(args)
     if len(modes) > 1:  # Hydra would raise a ValueError with a traceback
         hint = "; to see a sweep's composed config, drop -m: iopopt experiment=paper --cfg job" \
             if "-m/--multirun" in modes else ""
         print(f"iopopt: {' and '.join(modes)} cannot be given together (Hydra runs one mode: "
               f"{', '.join(_HYDRA_MODES)}){hint}", file=sys.stderr)
         sys.exit(2)
-    overrides = _command_line_overrides(sys.argv[1:])
+    overrides = _command_line_overrides(args)
     if overrides:
         try:
             check_overrides(overrides, CONF_DIR)
@@ -173,16 +174,16 @@ def _cli() -> float | None:
 _HYDRA_MODES = ("-r/--run", "-m/--multirun", "-c/--cfg", "-i/--info", "-sc/--shell-completion")
 
 
-def _hydra_modes(args: list[str]) -> list[str]:
-    """The Hydra run modes ``args`` asks for, read by Hydra's own parser (abbreviations, ``-cjob``, ``--cfg=job``
-    alike); none when the line does not parse (Hydra then reports it).
+def _hydra_modes(parsed) -> list[str]:
+    """The Hydra run modes a command line read by :func:`_hydra_args` asks for (abbreviations, ``-cjob``,
+    ``--cfg=job`` alike); none when the line does not parse (Hydra then reports it).
 
-    >>> _hydra_modes(["-m", "experiment=paper", "--cfg", "hydra"]), _hydra_modes(["--cfg=job", "model=vgg16"])
+    >>> modes = lambda argv: _hydra_modes(_hydra_args(argv))
+    >>> modes(["-m", "experiment=paper", "--cfg", "hydra"]), modes(["--cfg=job", "model=vgg16"])
     (['-m/--multirun', '-c/--cfg'], ['-c/--cfg'])
-    >>> _hydra_modes(["-r", "--multi", "model=-m"]), _hydra_modes(["-cjob", "-i"])
+    >>> modes(["-r", "--multi", "model=-m"]), modes(["-cjob", "-i"])
     (['-r/--run', '-m/--multirun'], ['-c/--cfg', '-i/--info'])
     """
-    parsed = _hydra_args(args)
     if parsed is None:
         return []
     asked = (parsed.run, parsed.multirun, bool(parsed.cfg), parsed.info is not None,

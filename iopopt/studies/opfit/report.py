@@ -11,7 +11,7 @@ from pathlib import Path
 from ...results.io import atomic_path, write_text_atomic
 
 __all__ = ["TOTAL_TOL", "KIND_TOL", "OP_TOL", "KIND_MIN_S", "DRIFT_WARN", "NO_REFERENCE", "summarize", "write_csv",
-           "write_markdown", "plot", "drift_line"]
+           "write_markdown", "plot", "drift_line", "drift_warning"]
 
 #: Acceptance: total within ±15%, each kind with at least 1 ms measured within ±30%, median per-op error ≤ 25%.
 TOTAL_TOL, KIND_TOL, OP_TOL, KIND_MIN_S = 0.15, 0.30, 0.25, 1e-3
@@ -70,20 +70,29 @@ DRIFT_WARN = 0.10
 NO_REFERENCE = "the profile has no reference kernels"
 
 
-def drift_line(meta: dict) -> str | None:
-    """One line on how the machine's speed moved, against the profile and within the run (None: nothing worth
-    a line)."""
+def drift_warning(meta: dict) -> str | None:
+    """The warning that the machine's speed moved beyond :data:`DRIFT_WARN`, against the profile or within the
+    run (None: it did not)."""
     vs = meta.get("reference_drift_vs_profile")
     inrun = meta.get("reference_drift_in_run") or {}
     moved = {**(vs or {}), **{f"{k} in this run": v for k, v in inrun.items()}}
     if not any(abs(v) > DRIFT_WARN for v in moved.values()):
-        if vs is None and meta.get("reference_vs_profile_why_none") == NO_REFERENCE:
-            return f"{NO_REFERENCE} (made before they were recorded): drift against it unknown"
         return None
     parts = ", ".join(f"{k} {v:+.0%}" for k, v in moved.items())
     advice = "re-run both on a quieter machine" if vs is not None else "re-run on a quieter machine"
     return (f"WARNING: the machine's speed moved by more than {DRIFT_WARN:.0%} ({parts}; > 0: slower now): "
             f"errors include that drift, not only the model's; {advice}")
+
+
+def drift_line(meta: dict) -> str | None:
+    """One line on how the machine's speed moved, against the profile and within the run: the
+    :func:`drift_warning`, else a note that the profile has nothing to compare with (None: nothing worth a
+    line)."""
+    if (warning := drift_warning(meta)) is not None:
+        return warning
+    if meta.get("reference_drift_vs_profile") is None and meta.get("reference_vs_profile_why_none") == NO_REFERENCE:
+        return f"{NO_REFERENCE} (made before they were recorded): drift against it unknown"
+    return None
 
 
 def write_markdown(path: Path, summary: dict, meta: dict) -> None:
@@ -142,8 +151,8 @@ def _drift_paragraph(meta: dict) -> str:
                else f"not against the profile ({meta.get('reference_vs_profile_why_none') or 'none recorded'})")
             + "; from the start to the end of this run " + ", ".join(f"{k} {v:+.1%}" for k, v in inrun.items())
             + ".")
-    line = drift_line(meta)
-    return text + (f" **{line}**" if line and line.startswith("WARNING") else "")
+    warning = drift_warning(meta)
+    return text + (f" **{warning}**" if warning else "")
 
 
 def plot(rows: Sequence[dict], summary: dict, path: Path) -> None:
