@@ -9,14 +9,20 @@ ratio to the conv rate, a kind's bandwidth keeps its ratio to the conv rate when
 reference came from its large caches). That transfer is the weakest part of these presets (x86 AVX-512 kernels are not
 NEON ones); measure your own boards with ``iopopt profile``. Power figures (DESIGN §4: the whole board's draw while
 computing, idle, sending and receiving) come from public measurements where one was found and are estimates
-otherwise, each labelled; the transmit/receive figures are a Wi-Fi radio's (they overstate a wired link's). Run from
-the repository root::
+otherwise, each labelled; the transmit/receive figures are a Wi-Fi radio's (they overstate a wired link's). The
+weight pass of a row share (``weight_bytes_per_s``) keeps its ratio to the conv rate, from the reference profile or,
+with ``--weight-pass DIR``, from another profile of the same machine that measured it. Run from the repository
+root::
 
-    .venv/bin/python scripts/board_presets.py outputs/reference/roofline/profile
+    .venv/bin/python scripts/board_presets.py PROFILE_DIR [--weight-pass PROFILE_DIR]
+
+The committed presets: the 2026-12-02 14:06 reference profile (``git show
+37392bb:outputs/reference/roofline/profile/profile.json``) with ``--weight-pass outputs/reference/roofline/row_shares``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -152,8 +158,10 @@ CLUSTERS = {
 }
 
 
-def board_figures(board: str, ref: dict) -> tuple[dict, list[str]]:
-    """The device config of ``board`` and the comment lines saying where each number comes from."""
+def board_figures(board: str, ref: dict, passes: dict | None = None) -> tuple[dict, list[str]]:
+    """The device config of ``board`` and the comment lines saying where each number comes from; ``passes``: the
+    profile the weight pass comes from (default ``ref``)."""
+    passes = ref if passes is None else passes
     spec = BOARDS[board]
     dev = ref["device"]
     ref_conv, ref_bw = dev["flops_per_s"], dev["memory_bandwidth_bytes_per_s"]
@@ -186,7 +194,16 @@ def board_figures(board: str, ref: dict) -> tuple[dict, list[str]]:
     notes = [f"{key}: {spec[key][1]}" for key in ("flops_per_s", "memory_bandwidth_bytes_per_s", "op_overhead_s",
                                                  "memory_bytes", *POWER_KEYS)]
     notes.append(f"tx_power_w / rx_power_w: {radio_note}")
-    return {**fig, "power": power}, [spec["title"] + ":"] + notes + [kinds_note]
+    notes.append(kinds_note)
+    weight_pass = passes["device"].get("weight_bytes_per_s")
+    if weight_pass and board != "esp32s3":
+        fig["weight_bytes_per_s"] = weight_pass * conv / passes["device"]["flops_per_s"]
+        notes.append(f"weight_bytes_per_s: estimate, the weight pass of a row share measured by `iopopt profile` on "
+                     f"the reference machine ({passes.get('stamp')}: {weight_pass / 1e9:.2f} GB/s at a conv rate of "
+                     f"{passes['device']['flops_per_s'] / 1e9:.0f} GFLOP/s), scaled by the conv-rate ratio")
+    elif board == "esp32s3":
+        notes.append("weight_bytes_per_s: none (no kernel that packs its weights per call)")
+    return {**fig, "power": power}, [spec["title"] + ":"] + notes
 
 
 def _wrap(text: str, width: int = 116) -> list[str]:
@@ -200,21 +217,21 @@ def _wrap(text: str, width: int = 116) -> list[str]:
     return lines + ([cur] if cur else [])
 
 
-def cluster_text(name: str, ref: dict) -> str:
+def cluster_text(name: str, ref: dict, passes: dict | None = None) -> str:
     members, what = CLUSTERS[name]
     lines = [f"# {what}; device 0 holds the input and receives the output.",
              "# Roofline devices (DESIGN §2); every number's source below. Estimates are ASSUMPTIONS, not",
              "# measurements, and are labelled as such. Measure your own boards with `iopopt profile`.",
              "# Written by scripts/board_presets.py."]
     for board in dict.fromkeys(b for b, _ in members):
-        for note in board_figures(board, ref)[1]:
+        for note in board_figures(board, ref, passes)[1]:
             lines += [f"# {ln}" for ln in _wrap(note)]
     lines += [f"name: {name}       # display name in results",
               "host: 0              # index (or name) of the device holding the input and the output",
               "split: proportional  # channel/row shares: proportional (to flops_per_s) | equal",
               "devices:             # roofline devices: rates, bandwidths, overhead, memory, power figures (W)"]
     for board, dev_name in members:
-        fig = board_figures(board, ref)[0]
+        fig = board_figures(board, ref, passes)[0]
         lines.append(f"  - name: {dev_name}")
         lines.append(f"    flops_per_s: {fig['flops_per_s']:.3e}")
         lines.append(f"    memory_bandwidth_bytes_per_s: {fig['memory_bandwidth_bytes_per_s']:.3e}")
@@ -222,6 +239,8 @@ def cluster_text(name: str, ref: dict) -> str:
         lines.append(f"    memory_bytes: {fig['memory_bytes']:.3e}")
         for key, watts in fig["power"].items():
             lines.append(f"    {key}: {watts:.4g}")
+        if "weight_bytes_per_s" in fig:
+            lines.append(f"    weight_bytes_per_s: {fig['weight_bytes_per_s']:.3e}")
         for key in ("kind_flops_per_s", "kind_bytes_per_s"):
             if fig[key]:
                 inner = ", ".join(f"{k}: {v:.3e}" for k, v in fig[key].items())
@@ -230,10 +249,15 @@ def cluster_text(name: str, ref: dict) -> str:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    ref = json.loads((Path(argv[0]) / "profile.json").read_text())
+    parser = argparse.ArgumentParser(description="Write the board presets of iopopt/conf/cluster/.")
+    parser.add_argument("profile", type=Path, help="the reference profile (a directory holding profile.json)")
+    parser.add_argument("--weight-pass", type=Path, default=None,
+                        help="a profile of the same machine whose row shares give the weight pass (default: PROFILE)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    ref = json.loads((args.profile / "profile.json").read_text())
+    passes = None if args.weight_pass is None else json.loads((args.weight_pass / "profile.json").read_text())
     for name in CLUSTERS:
-        (CONF / f"{name}.yaml").write_text(cluster_text(name, ref))
+        (CONF / f"{name}.yaml").write_text(cluster_text(name, ref, passes))
         print(f"wrote {CONF / f'{name}.yaml'}")
     return 0
 

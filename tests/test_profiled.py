@@ -132,6 +132,25 @@ def test_fit_keeps_the_working_set_where_no_sample_needs_it():
     assert max(errors) < 0.12
 
 
+def test_row_shares_give_back_the_weight_pass_that_made_their_times(monkeypatch):
+    # each conv call: a time per output row plus one pass over all its weights at 3 GB/s, whole layer or share
+    from iopopt.studies.profile import kinds
+
+    def fake_median(fn, repeats, clock, warmup=2):
+        out = fn()
+        c = out.shape[1]
+        return out.shape[2] * 2e-5 + 4 * c * c * 9 / 3e9
+
+    monkeypatch.setattr(kinds, "_median", fake_median)
+    got = kinds.row_shares(convs=((16, 12), (32, 8)), parts=(2, 4))
+    assert got["weight_bytes_per_s"] == pytest.approx(3e9, rel=1e-9)
+    assert [r["fraction"] for r in got["shares"]] == [0.5, 0.25, 0.5, 0.25]
+    assert all(r["ratio"] > 1 for r in got["shares"])
+    # shares no slower than their fraction of the layer: no pass to price
+    monkeypatch.setattr(kinds, "_median", lambda fn, repeats, clock, warmup=2: fn().shape[2] * 2e-5)
+    assert kinds.row_shares(convs=((16, 12),))["weight_bytes_per_s"] is None
+
+
 # -- a profile directory -----------------------------------------------------------------------------
 
 
@@ -141,7 +160,7 @@ def fake_profile(devices=1, with_network=True):
         "ranks": 2, "devices": devices, "stamp": "2030-01-01_00-00-00", "clock": "cpu", "samples": [{}] * 3,
         "device": {"flops_per_s": 1e11, "kind_flops_per_s": {"maxpool": 4e8, "pwconv": 5e10},
                    "memory_bandwidth_bytes_per_s": 3e10, "kind_bytes_per_s": {"conv": 4e9}, "op_overhead_s": 5e-6,
-                   "cache_bytes": 8e6, "dram_bytes_per_s": 2e10},
+                   "cache_bytes": 8e6, "dram_bytes_per_s": 2e10, "weight_bytes_per_s": 6e9},
         "conv_flops_per_s": 1e11, "concurrent_flops_per_s": {"2": 5e10}, "op_overhead_s": 5e-6,
     }
     if with_network:
@@ -162,12 +181,14 @@ def test_presets_round_trip_and_scale_for_ranks_sharing_cores(tmp_path):
     assert dev.bandwidth("pwconv") == pytest.approx(4e9, rel=1e-3)  # the conv's
     assert dev.cache_bytes == pytest.approx(8e6, rel=1e-3)
     assert dev.bandwidth("act", 9e6) == pytest.approx(2e10, rel=1e-3)
+    assert dev.weight_bytes_per_s == pytest.approx(6e9, rel=1e-3)
     assert network.latency_s == pytest.approx(1e-3) and network.bandwidth_bytes_per_s == pytest.approx(2e9)
     # two ranks on this machine measured half the solo conv throughput: every figure halves, the overhead doubles
     fig = device_figures(fake_profile(), 2)
     assert fig["flops_per_s"] == pytest.approx(5e10) and fig["kind_flops_per_s"]["maxpool"] == pytest.approx(2e8)
     assert fig["op_overhead_s"] == pytest.approx(1e-5)
     assert fig["dram_bytes_per_s"] == pytest.approx(1e10) and fig["cache_bytes"] == 8e6  # the caches stay whole
+    assert fig["weight_bytes_per_s"] == pytest.approx(3e9)
     text = cluster_yaml(fake_profile(), k=2)
     assert "Test CPU" in text and "2030-01-01" in text and text.count("- name: r") == 2
 
@@ -245,6 +266,8 @@ BAD = {
                            ["cluster.devices[0]", "cache_bytes given but not dram_bytes_per_s"]),
     "zero-dram": (["++cluster.devices.0.cache_bytes=8e6", "++cluster.devices.0.dram_bytes_per_s=0"],
                   ["cluster.devices[0].dram_bytes_per_s must be a number > 0, got 0"]),
+    "negative-weight-pass": (["++cluster.devices.0.weight_bytes_per_s=-5e9"],
+                             ["cluster.devices[0].weight_bytes_per_s must be a number > 0", "-5000000000.0"]),
 }
 
 
@@ -261,6 +284,8 @@ def test_board_presets_cite_their_sources():
         tree = yaml.safe_load(text)
         for d in tree["devices"]:
             assert d.get("memory_bandwidth_bytes_per_s") and d.get("kind_flops_per_s"), (name, d)
+            assert (d.get("weight_bytes_per_s") is None) == (name == "esp32s3_x4"), (name, d)
+        assert "weight_bytes_per_s: " in text.split("name:")[0], name  # its source, in the header
         assert "source" in text.lower() and "estimate" in text.lower(), name
         cluster = configs.build_cluster(compose_cfg(f"cluster={name}").cluster)
         assert all(dev.is_roofline and math.isfinite(dev.flops_per_s) for dev in cluster.devices)

@@ -85,6 +85,27 @@ def test_conv_rows_with_halo_by_hand():
     assert term.device_compute_s == pytest.approx((per_device / 1e6,) * 2, rel=1e-12)
 
 
+def test_the_weight_pass_of_row_shares_by_hand():
+    # Conv 4 -> 6, 3x3, padding 1 on an 8x8 input: 216 weights (864 bytes); 2 devices, 4 of the 8 rows each.
+    # A row share goes through all 864 bytes of weights, where half the layer would go through 432.
+    dev = dict(flops_per_s=1e9, weight_bytes_per_s=1e6, op_overhead_s=1e-6)
+    conv_net = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False))
+    p = _problem(conv_net, (1, 4, 8, 8), [Device("a", **dev), Device("b", **dev)])
+    conv = next(op.name for op in p.graph if op.kind == "conv")
+    t = terms(p)
+    flops = 2 * 6 * 8 * 8 * 4 * 9
+    rows = t.node(conv, "rows")
+    assert rows.device_compute_s == pytest.approx((flops / 2 / 1e9 + 0.5 * 864 / 1e6 + 1e-6,) * 2, rel=1e-12)
+    # the whole layer and the channel shares pay no more than their FLOPs: the fitted rate holds their one pass
+    assert t.node(conv, "host").compute_s == pytest.approx(flops / 1e9 + 1e-6, rel=1e-12)
+    assert t.node(conv, "oc").device_compute_s == pytest.approx((flops / 2 / 1e9 + 1e-6,) * 2, rel=1e-12)
+    assert t.node(conv, "ic").device_compute_s == pytest.approx((flops / 2 / 1e9 + 1e-6,) * 2, rel=1e-12)
+    # the pass joins the FLOP term, under the byte term's max
+    d = Device("d", 1e9, weight_bytes_per_s=1e6, memory_bandwidth_bytes_per_s=1e3)
+    assert d.compute_s("conv", 1e3, 1e3, 1e3, 0.5) == pytest.approx(1.0)  # bytes bind: 1e3 / 1e3
+    assert Device("d", 1e9).compute_s("conv", 1e3, 0.0, 1e9, 0.1) == pytest.approx(1e-6)  # no pass: no term
+
+
 def test_per_kind_bandwidth_by_hand():
     # a 1x1 conv 64 -> 64 on 32x32: 2*64*64*1024 FLOPs; reads 64*1024 + 4096 weights, writes 64*1024 (float32)
     d = Device("d", 1e11, memory_bandwidth_bytes_per_s=5e10, kind_bytes_per_s={"conv": 4e9}, op_overhead_s=1e-6)
@@ -203,11 +224,13 @@ roofline_devices = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 5), devs=roofline_devices, plan_seed=st.integers(0, 10**6),
-       working_set=st.sampled_from([(None, None), (1e3, 1e6), (64.0, 1e8)]))
-def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_set):
+       working_set=st.sampled_from([(None, None), (1e3, 1e6), (64.0, 1e8)]),
+       weight_pass=st.sampled_from([None, 1e6, 1e9]))
+def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_set, weight_pass):
     cache, dram = working_set
     cluster = Cluster(tuple(Device(f"d{i}", f, kind_flops_per_s=r, memory_bandwidth_bytes_per_s=bw,
-                                   kind_bytes_per_s=kbw, op_overhead_s=o, cache_bytes=cache, dram_bytes_per_s=dram)
+                                   kind_bytes_per_s=kbw, op_overhead_s=o, cache_bytes=cache, dram_bytes_per_s=dram,
+                                   weight_bytes_per_s=weight_pass)
                             for i, (f, r, bw, kbw, o) in enumerate(devs)))
     problem = iopopt.Problem(_graph(seed), cluster, NET)
     plan = _draw_plan(problem, random.Random(plan_seed))
@@ -223,6 +246,9 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_
             kind = "pwconv" if pointwise else op.kind
             rate = dev.kind_flops_per_s.get(kind, dev.flops_per_s)
             floor = term.flops[d] / rate
+            if weight_pass is not None and plan[op.name] == "rows":  # a row share goes through all its weights
+                fraction = term.out.parts[d].n_rows / op.out_shape[2]
+                floor += (1 - fraction) * term.weight_bytes[d] / weight_pass
             bw = dev.kind_bytes_per_s.get(kind)
             if bw is None and pointwise:
                 bw = dev.kind_bytes_per_s.get("conv")
@@ -257,6 +283,9 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_
         (dict(cache_bytes=0, dram_bytes_per_s=2e10), ["cache_bytes must be a positive finite number, got 0"]),
         (dict(cache_bytes=8e6, dram_bytes_per_s=-1.0), ["dram_bytes_per_s must be a positive finite number", "-1.0"]),
         (dict(cache_bytes=8e6, dram_bytes_per_s=1e300), ["dram_bytes_per_s=1e+300 is outside"]),
+        (dict(weight_bytes_per_s=0), ["weight_bytes_per_s must be a positive finite number, got 0"]),
+        (dict(weight_bytes_per_s=-5e9), ["weight_bytes_per_s", "-5000000000.0"]),
+        (dict(weight_bytes_per_s=1e300), ["weight_bytes_per_s=1e+300 is outside"]),
     ],
 )
 def test_bad_roofline_device(kwargs, needles):

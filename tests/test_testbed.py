@@ -56,7 +56,7 @@ def test_fractions_scale_down_uniformly_to_fit_the_cores():
 def test_emulated_cluster_is_the_core_slowed_by_each_fraction():
     core = Device("core", 1e11, op_overhead_s=1e-5, kind_flops_per_s={"maxpool": 1e9},
                   kind_bytes_per_s={"conv": 4e9}, memory_bandwidth_bytes_per_s=4e10, cache_bytes=1e7,
-                  dram_bytes_per_s=2e10)
+                  dram_bytes_per_s=2e10, weight_bytes_per_s=5e9)
     cluster = Cluster((Device("a", 2e10, memory_bytes=1e9), Device("b", 1e10)))
     fr, _ = cpu_fractions(cluster, core, cores=2)
     emu = emulated_cluster(cluster, core, fr)
@@ -65,6 +65,10 @@ def test_emulated_cluster_is_the_core_slowed_by_each_fraction():
                                     ("act", 1e6, 2e7), ("pwconv", 1e8, 1e6)):
             assert dev.compute_s(kind, flops, nbytes) - dev.op_overhead_s == pytest.approx(
                 (core.compute_s(kind, flops, nbytes) - core.op_overhead_s) / f)
+        # a quarter of a conv's rows with 9 MB of weights: its weight pass slows down with the device too
+        share = dict(weight_bytes=9e6, row_fraction=0.25)
+        assert dev.compute_s("conv", 1e8, 1e6, **share) - dev.op_overhead_s == pytest.approx(
+            (core.compute_s("conv", 1e8, 1e6, **share) - core.op_overhead_s) / f)
     assert [d.name for d in emu.devices] == ["a", "b"] and emu.devices[0].memory_bytes == 1e9
 
 

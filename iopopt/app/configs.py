@@ -90,8 +90,8 @@ MODEL_KEYS = {
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets", "fused_depth"})
 DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-     "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "active_power_w", "idle_power_w", "tx_power_w",
-     "rx_power_w"}
+     "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", "active_power_w", "idle_power_w",
+     "tx_power_w", "rx_power_w"}
 )
 
 
@@ -353,7 +353,8 @@ def build_cluster(cfg):
                               " (the conv rate is flops_per_s)")
         kind_bw = _kind_numbers(f"{where}.kind_bytes_per_s", d.get("kind_bytes_per_s"), ("conv", *RATE_KINDS))
         bandwidth = d.get("memory_bandwidth_bytes_per_s")
-        working = {key: d.get(key) for key in ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_per_s")}
+        working = {key: d.get(key) for key in ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_per_s",
+                                               "weight_bytes_per_s")}
         for key, value in working.items():
             if value is not None:
                 _positive_number(f"{where}.{key}", value)
@@ -372,6 +373,8 @@ def build_cluster(cfg):
                 kind_bytes_per_s=kind_bw,
                 cache_bytes=None if working["cache_bytes"] is None else float(working["cache_bytes"]),
                 dram_bytes_per_s=None if working["dram_bytes_per_s"] is None else float(working["dram_bytes_per_s"]),
+                weight_bytes_per_s=(None if working["weight_bytes_per_s"] is None
+                                    else float(working["weight_bytes_per_s"])),
                 **{key: None if watts is None else float(watts) for key, watts in power.items()},
             )
         except ValueError as exc:  # e.g. an infinite rate, or some power figures without the others

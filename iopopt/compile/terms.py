@@ -300,6 +300,7 @@ class CostTerms:
         base, m = subset(strategy)
         k = self.k
         flops = [0.0] * k
+        rows = [1.0] * k  # the fraction of the output rows each device computes (row shares: below 1)
         if op.kind in ("input", "output"):
             active = (False,) * k
         else:
@@ -315,7 +316,8 @@ class CostTerms:
                     r = required[0].parts[d]
                     flops[d] = total * (r.n_ch if r is not None else 0) / op.in_shapes[0][1]
                 elif base == "rows":
-                    flops[d] = total * part.n_rows / op.out_shape[2]
+                    rows[d] = part.n_rows / op.out_shape[2]
+                    flops[d] = total * rows[d]
                 else:  # oc, channel
                     flops[d] = total * part.n_ch / op.out_shape[1]
         weights = tuple(self._weight_elems(op, base, d, out, required) * self.dtype_bytes for d in range(k))
@@ -330,7 +332,7 @@ class CostTerms:
         devices = self.cluster.devices
         kind = pricing_kind(str(op.kind), op.params)
         device_s = tuple(
-            devices[d].compute_s(kind, flops[d], moved[d]) if active[d] else 0.0 for d in range(k)
+            devices[d].compute_s(kind, flops[d], moved[d], weights[d], rows[d]) if active[d] else 0.0 for d in range(k)
         )
         compute_s = max((device_s[d] for d in range(k) if active[d]), default=0.0)
         got = NodeTerm(

@@ -18,6 +18,20 @@ bytes of a share larger than ``cache_bytes`` at no more than
 given only ``flops_per_s`` prices every operator as FLOPs / ``flops_per_s`` +
 overhead.
 
+A device with a weight pass (``weight_bytes_per_s``) also prices what a *row*
+share of an operator with weights loses against its fraction of the whole
+layer: a CPU conv call goes through all of its weights once (packing them for
+its kernel), whatever the number of output rows it computes. The whole
+layer's time, to which the rates are fitted, holds that pass once; a share of
+a fraction f of the rows, priced at f of the layer's FLOPs, would hold f of it,
+so it pays the rest on its FLOP term::
+
+    FLOPs_vd / rate_d(kind v) + (1 - f) · weight_bytes_v / weight_bytes_per_s_d
+
+(measured on the machine this was built on: a quarter of the rows of a
+512->512 3x3 conv at 28x28 takes 1.25-1.29x a quarter of the whole layer, a
+quarter of its output channels 0.98x; see ``iopopt profile``'s row shares).
+
 A device may also carry power figures for energy (DESIGN §4):
 ``active_power_w`` (computing), ``idle_power_w``, ``tx_power_w`` and
 ``rx_power_w`` (its network interface busy sending / receiving), each the
@@ -198,6 +212,10 @@ class Device:
         The working-set bandwidth: a share moving more than ``cache_bytes``
         bytes moves them at most at ``dram_bytes_per_s`` (both or neither;
         None: every share at its kind's bandwidth, whatever its size).
+    weight_bytes_per_s : float or None
+        The weight pass: bytes/s at which one call of an operator goes
+        through its weights, whatever the rows it computes (see the module
+        docstring); None: a row share costs its fraction of the layer.
     active_power_w, idle_power_w, tx_power_w, rx_power_w : float or None
         The device's draw, watts, while computing, idle, sending and
         receiving (finite, >= 0; all four or none). None: energy is unknown.
@@ -212,6 +230,7 @@ class Device:
     kind_bytes_per_s: Mapping[str, float] = field(default_factory=KindRates)
     cache_bytes: float | None = None
     dram_bytes_per_s: float | None = None
+    weight_bytes_per_s: float | None = None
     active_power_w: float | None = None
     idle_power_w: float | None = None
     tx_power_w: float | None = None
@@ -233,9 +252,11 @@ class Device:
         if self.memory_bandwidth_bytes_per_s is not None:
             _positive(owner, "memory_bandwidth_bytes_per_s", self.memory_bandwidth_bytes_per_s)
         _check_working_set(owner, self.cache_bytes, self.dram_bytes_per_s)
+        if self.weight_bytes_per_s is not None:
+            _positive(owner, "weight_bytes_per_s", self.weight_bytes_per_s)
         _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
         for name in ("flops_per_s", "memory_bytes", "op_overhead_s", "memory_bandwidth_bytes_per_s", "cache_bytes",
-                     "dram_bytes_per_s", *POWER_FIELDS):
+                     "dram_bytes_per_s", "weight_bytes_per_s", *POWER_FIELDS):
             if (bad := range_error(name, getattr(self, name))) is not None:
                 raise ValueError(f"{owner}: {bad}")
         for name in ("kind_flops_per_s", "kind_bytes_per_s"):
@@ -252,7 +273,7 @@ class Device:
     def is_roofline(self) -> bool:
         """True when the device has per-kind rates or a bandwidth (more than one FLOP/s figure)."""
         return (bool(self.kind_flops_per_s or self.kind_bytes_per_s) or self.memory_bandwidth_bytes_per_s is not None
-                or self.dram_bytes_per_s is not None)
+                or self.dram_bytes_per_s is not None or self.weight_bytes_per_s is not None)
 
     def bandwidth(self, kind: str, nbytes: float = 0.0) -> float | None:
         """Bytes/s of kind ``kind`` for a share moving ``nbytes``: its own bandwidth, else (``pwconv``) the conv's,
@@ -277,24 +298,32 @@ class Device:
             )
         return self.flops_per_s
 
-    def compute_s(self, kind: str, flops: float, nbytes: float = 0.0) -> float:
+    def compute_s(self, kind: str, flops: float, nbytes: float = 0.0, weight_bytes: float = 0.0,
+                  row_fraction: float = 1.0) -> float:
         """Seconds this device takes for its share of one operator of ``kind``.
 
         ``flops`` FLOPs and ``nbytes`` bytes read and written (inputs, output
         and weights of its share): ``max(flops / rate(kind), nbytes /
         bandwidth(kind, nbytes)) + op_overhead_s``, the bandwidth term only
         when the device has a bandwidth for that kind; ``kind`` is the
-        operator's :func:`pricing_kind`. The one function that prices
-        compute: the cost terms, and through them every solver, report and
-        timeline, call it.
+        operator's :func:`pricing_kind`. A share of ``row_fraction`` < 1 of
+        the output rows that holds ``weight_bytes`` of weights adds
+        ``(1 - row_fraction) * weight_bytes / weight_bytes_per_s`` to its
+        FLOP term when the device has a weight pass (module docstring). The
+        one function that prices compute: the cost terms, and through them
+        every solver, report and timeline, call it.
 
         >>> Device("d", 1e9, op_overhead_s=1e-6).compute_s("conv", 2e6)
         0.002001
         >>> Device("d", 1e9, kind_flops_per_s={"linear": 1e8},
         ...        memory_bandwidth_bytes_per_s=1e9).compute_s("linear", 1e6, 4e6)
         0.01
+        >>> Device("d", 1e9, weight_bytes_per_s=1e9).compute_s("conv", 1e6, 0.0, 4e6, row_fraction=0.25)
+        0.004
         """
         work = flops / self.rate(kind)
+        if self.weight_bytes_per_s is not None and row_fraction < 1.0:
+            work += (1.0 - row_fraction) * weight_bytes / self.weight_bytes_per_s
         bw = self.bandwidth(kind, nbytes)
         if bw is not None:
             work = max(work, nbytes / bw)
@@ -379,7 +408,7 @@ class Cluster:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
         keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s",
-                "cache_bytes", "dram_bytes_per_s", *POWER_FIELDS)
+                "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", *POWER_FIELDS)
         roofline = {key: kw.pop(key) for key in keys if key in kw}
         devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)

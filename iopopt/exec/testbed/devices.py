@@ -50,6 +50,7 @@ def emulated_cluster(cluster: Cluster, core: Device, fractions: tuple[float, ...
                 memory_bandwidth_bytes_per_s=(None if core.memory_bandwidth_bytes_per_s is None
                                               else core.memory_bandwidth_bytes_per_s * f),
                 dram_bytes_per_s=None if core.dram_bytes_per_s is None else core.dram_bytes_per_s * f,
+                weight_bytes_per_s=None if core.weight_bytes_per_s is None else core.weight_bytes_per_s * f,
                 op_overhead_s=core.op_overhead_s / f,
                 memory_bytes=dev.memory_bytes,
                 active_power_w=dev.active_power_w,

@@ -14,13 +14,15 @@ Measures, with one torch thread per process and float32:
   per-kind rates and bandwidths (1x1 convs as ``pwconv``), the memory
   bandwidth (tensor copies), the working set beyond which bytes move at
   the DRAM bandwidth (that of a copy larger than the caches, measured
-  below) and the per-operator overhead;
+  below) and the per-operator overhead; and the weight pass of a row share
+  (``weight_bytes_per_s``): quarter and half row shares of 3x3 convs timed
+  against their whole layers (:func:`.kinds.row_shares`);
 * two reference kernels, a conv and a copy beyond the caches, before and
   after the calibration (``reference_s``): how fast the machine ran while
   it was profiled, which ``iopopt opfit`` compares its own run with;
 * standalone (reported, not fitted): linear layers at batch 1, 8 and 32
   (batch 1 is memory-bound), grouped convs, a copy larger than the caches
-  (the DRAM bandwidth) and the overhead of tiny operators;
+  (the DRAM bandwidth), the row shares and the overhead of tiny operators;
 * a conv set solo and in 2 and ``K`` processes at once (``--ranks K``), so
   the per-rank throughput when ranks share the cores is known;
 * gloo latency and bandwidth on loopback: ping-pong fitted as ``alpha +
@@ -177,7 +179,8 @@ def run_profile(
         "ranks": ranks,
         "devices": devices,
         "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-                                       "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s")},
+                                       "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s")}
+        | {"weight_bytes_per_s": extra["row_shares"]["weight_bytes_per_s"]},
         "fit": fit["kinds"],
         "samples": samples,
         "standalone": extra,
@@ -227,6 +230,10 @@ def _print_fit(prof: dict) -> None:
           f"{dev['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, overhead {dev['op_overhead_s'] * 1e6:.1f} us")
     if dev.get("cache_bytes"):
         print(f"#   beyond {dev['cache_bytes'] / 1e6:.0f} MB: at most {dev['dram_bytes_per_s'] / 1e9:.1f} GB/s")
+    if dev.get("weight_bytes_per_s"):
+        ratios = ", ".join(f"{r['ratio']:.2f}" for r in prof["standalone"]["row_shares"]["shares"])
+        print(f"#   weight pass of a row share: {dev['weight_bytes_per_s'] / 1e9:.2f} GB/s (row shares against "
+              f"their fraction of the layer: {ratios})")
     for kind, f in prof["fit"].items():
         what = []
         if f["rate_binds"]:

@@ -6,7 +6,9 @@ sample per operator: kind, FLOPs and bytes as the cost terms count them, and
 the median seconds. :func:`fit_roofline` turns them into a device.
 :func:`standalone` measures what the calibration networks do not hold: linear
 layers at batch 1 and larger, a grouped conv, a copy larger than the caches
-(the DRAM bandwidth) and the per-operator overhead of tiny operators.
+(the DRAM bandwidth), row shares of convs against their whole layers (the
+weight pass, :func:`row_shares`) and the per-operator overhead of tiny
+operators.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ..opfit.measure import large_copy, time_ops, timed
 from .bench import op_overhead
 from .calibration import calibration_nets
 
-__all__ = ["measure_samples", "standalone", "LINEAR_BATCHES", "STANDALONE_STAGES"]
+__all__ = ["measure_samples", "standalone", "row_shares", "LINEAR_BATCHES", "ROW_SHARE_CONVS", "STANDALONE_STAGES"]
 
 #: Batch sizes of the standalone linear layers (batch 1 is memory-bound, larger batches are not).
 LINEAR_BATCHES = (1, 8, 32)
@@ -74,12 +76,48 @@ def _median(fn, repeats: int, clock: str, warmup: int = 2) -> float:
     return statistics.median(timed(fn, repeats, clock, warmup))
 
 
-#: Progress steps of :func:`standalone`: linear batches, grouped convs, the large copy, tiny-op overhead.
-STANDALONE_STAGES = 4
+#: Progress steps of :func:`standalone`: linear batches, grouped convs, the large copy, row shares, tiny-op overhead.
+STANDALONE_STAGES = 5
+#: The 3x3 convs (channels in = out, height = width) whose row shares :func:`row_shares` times.
+ROW_SHARE_CONVS = ((128, 28), (256, 14), (256, 28), (512, 14), (512, 28))
+#: The shares timed per conv: 1/n of its output rows, for each n (two and four devices).
+ROW_SHARE_PARTS = (2, 4)
+
+
+def row_shares(repeats: int = 7, clock: str = "cpu", convs=ROW_SHARE_CONVS, parts=ROW_SHARE_PARTS) -> dict:
+    """The weight pass: what a row share of a conv costs beyond its fraction of the whole layer.
+
+    Per conv of ``convs``, the whole layer and an interior share of 1/n of its output rows (its input rows
+    with their halo, as the executors run it) are timed; the share's excess over its fraction f of the layer's
+    time, set against the weight bytes a fraction f of the layer would not go through, ``(1 - f) * weights``,
+    gives ``weight_bytes_per_s`` = Σ (1 - f) * weights / Σ excess (None when the shares were, in sum, no slower
+    than their fractions). Returns it with one row per share.
+    """
+    gen = torch.Generator().manual_seed(7)
+    rows: list[dict] = []
+    with torch.inference_mode():
+        for c, h in convs:
+            x = torch.randn(1, c, h, h, generator=gen)
+            w = torch.randn(c, c, 3, 3, generator=gen)
+            whole = _median(lambda x=x, w=w: F.conv2d(x, w, None, 1, 1), repeats, clock)
+            weight_bytes = 4 * w.numel()
+            for n in parts:
+                r = h // n
+                a = (h - r) // 2  # an interior share: its halo rows are real rows, no padding to add
+                xs = x[:, :, a - 1 : a + r + 1].clone()
+                t = _median(lambda xs=xs, w=w: F.conv2d(xs, w, None, 1, (0, 1)), repeats, clock)
+                f = r / h
+                rows.append({"op": f"conv {c}->{c} 3x3 @{h}, {r} of {h} rows", "fraction": f, "whole_s": whole,
+                             "time_s": t, "ratio": t / (f * whole), "excess_s": t - f * whole,
+                             "pass_bytes": (1 - f) * weight_bytes})
+    excess = sum(row["excess_s"] for row in rows)
+    rate = sum(row["pass_bytes"] for row in rows) / excess if excess > 0 else None
+    return {"shares": rows, "weight_bytes_per_s": rate}
 
 
 def standalone(repeats: int = 7, clock: str = "cpu", step: Callable[[str], None] | None = None) -> dict:
-    """Linear layers per batch size, a grouped conv, a large copy and tiny-operator overhead (see the docstring)."""
+    """Linear layers per batch size, a grouped conv, a large copy, row shares and tiny-operator overhead (see the
+    module docstring)."""
     gen = torch.Generator().manual_seed(5)
     out: dict = {"linear": [], "gconv": [], "copy": {}, "overhead": {}}
     with torch.inference_mode():
@@ -106,6 +144,9 @@ def standalone(repeats: int = 7, clock: str = "cpu", step: Callable[[str], None]
         out["copy"] = large_copy(max(7, repeats), clock)
         if step is not None:
             step("large copy")
+    out["row_shares"] = row_shares(repeats, clock)
+    if step is not None:
+        step("row shares")
     t0 = time.perf_counter()
     out["overhead"] = op_overhead()
     out["overhead"]["seconds"] = time.perf_counter() - t0

@@ -106,6 +106,8 @@ def device_figures(prof: dict, k: int = 1) -> dict[str, Any]:
         out["memory_bandwidth_bytes_per_s"] = dev["memory_bandwidth_bytes_per_s"] * scale
     if dev.get("cache_bytes") and dev.get("dram_bytes_per_s"):  # the caches do not shrink when ranks share cores
         out["cache_bytes"], out["dram_bytes_per_s"] = dev["cache_bytes"], dev["dram_bytes_per_s"] * scale
+    if dev.get("weight_bytes_per_s"):
+        out["weight_bytes_per_s"] = dev["weight_bytes_per_s"] * scale
     out["op_overhead_s"] = dev["op_overhead_s"] / scale
     return out
 
@@ -141,6 +143,9 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
             "#   (fitted from a grid) beyond which bytes move at most at the bandwidth of a copy larger than the",
             "#   caches (measured).",
         ]
+        if prof["device"].get("weight_bytes_per_s"):
+            lines += ["# weight_bytes_per_s: the weight pass a row share pays beyond its fraction of the layer, from",
+                      "#   row shares of 3x3 convs timed against their whole layers (`row_shares` in profile.json)."]
     else:
         lines += ["# flops_per_s: conv throughput (a profile written before per-kind rates were measured);",
                   "# op_overhead_s: median time of tiny operators through iopopt.exec.kernels.compute."]
@@ -170,6 +175,8 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
         if "cache_bytes" in fig:
             lines.append(f"    cache_bytes: {fig['cache_bytes']:.4e}")
             lines.append(f"    dram_bytes_per_s: {fig['dram_bytes_per_s']:.4e}")
+        if "weight_bytes_per_s" in fig:
+            lines.append(f"    weight_bytes_per_s: {fig['weight_bytes_per_s']:.4e}")
         lines.append(f"    op_overhead_s: {fig['op_overhead_s']:.4e}")
         lines.append("    memory_bytes: null")
     return "\n".join(lines) + "\n"
@@ -248,6 +255,7 @@ def load_presets(out: Path, network: bool = True):
             kind_bytes_per_s={k: float(v) for k, v in (d.get("kind_bytes_per_s") or {}).items()},
             cache_bytes=float(d["cache_bytes"]) if d.get("cache_bytes") else None,
             dram_bytes_per_s=float(d["dram_bytes_per_s"]) if d.get("dram_bytes_per_s") else None,
+            weight_bytes_per_s=float(d["weight_bytes_per_s"]) if d.get("weight_bytes_per_s") else None,
         )
         for d in c["devices"]
     )
