@@ -350,6 +350,52 @@ def test_highs_backend_agrees_with_cbc():
         assert highs.bound <= highs.objective
 
 
+def test_highs_pairs_proof_that_its_own_plan_contradicts_is_solved_again():
+    # A gap-study instance on which HiGHS 1.16's presolved solve returned a plan 3.5 % above the optimum it proved
+    # (its bound); CBC, the independent oracle, finds that optimum
+    import yaml
+
+    from iopopt.app.configs import build_cluster
+    from iopopt.solvers import CONF_DIR
+
+    module, shape = random_cnn(1000, n_layers=17, kind="chain", channels=(8, 64), input_hw=(64, 64))
+    cluster = build_cluster(yaml.safe_load((CONF_DIR / "cluster" / "hetero_4.yaml").read_text()))
+    problem = Problem(iopopt.trace(module, shape), cluster, SwitchedNetwork(1.25e8, 1e-4))
+    cbc = IlpSolver(space="pairs", backend="PULP_CBC_CMD").solve(problem)
+    highs = IlpSolver(space="pairs").solve(problem)
+    assert cbc.termination == highs.termination == "optimal", highs.extra
+    assert _close(highs.objective, cbc.objective) and highs.bound <= highs.objective * (1 + 1e-9)
+
+
+def test_a_contradicted_highs_proof_is_solved_again_without_presolve(monkeypatch):
+    from iopopt.solvers.ilp import solver as ilp_solver
+
+    problem = _random_problem(_graph(1, 8, "dag"), 1, 3)
+    calls = []
+    real_bound, real_backend = ilp_solver.limit_and_bound, ilp_solver.make_backend
+
+    def backend(pulp, s, tmp, warm_start=False, presolve=True):
+        calls.append(presolve)
+        return real_backend(pulp, s, tmp, warm_start=warm_start, presolve=presolve)
+
+    def bound_below_on_the_first_solve(*args):
+        stopped, bound = real_bound(*args)
+        return stopped, (bound * 0.9 if len(calls) == 1 else bound)
+
+    monkeypatch.setattr(ilp_solver, "make_backend", backend)
+    monkeypatch.setattr(ilp_solver, "limit_and_bound", bound_below_on_the_first_solve)
+    got = IlpSolver().solve(problem)
+    assert calls == [True, False]
+    assert got.termination == "optimal" and "re-solved without presolve" in got.extra["note"]
+    cbc = IlpSolver(backend="PULP_CBC_CMD").solve(problem)
+    assert _close(got.objective, cbc.objective)
+    # CBC is never solved again: its contradicted proof is reported as a feasible plan
+    calls.clear()
+    monkeypatch.setattr(ilp_solver, "limit_and_bound", lambda *a: (False, real_bound(*a)[1] * 0.9))
+    got = IlpSolver(backend="PULP_CBC_CMD").solve(problem)
+    assert calls == [True] and got.termination == "feasible" and "exceeds its bound" in got.extra["note"]
+
+
 # -- settings and refusals ------------------------------------------------------------------
 
 

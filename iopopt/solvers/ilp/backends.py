@@ -51,7 +51,9 @@ def _cbc_dies_with_parent(pulp) -> None:
         coin_api.subprocess = _SubprocessDyingWithParent(sub)
 
 
-def make_backend(pulp, s, tmp: Path, warm_start: bool = False):
+def make_backend(pulp, s, tmp: Path, warm_start: bool = False, presolve: bool = True):
+    """The PuLP solver of settings ``s`` (backend, limits, threads), its temporary files in ``tmp``;
+    ``presolve=False`` turns HiGHS's presolve off."""
     _cbc_dies_with_parent(pulp)
     common = dict(msg=bool(s.msg), timeLimit=s.time_limit_s, gapRel=s.gap_rel, threads=s.threads)
     if s.backend in ("PULP_CBC_CMD", "COIN_CMD"):
@@ -64,8 +66,10 @@ def make_backend(pulp, s, tmp: Path, warm_start: bool = False):
     elif s.backend == "HiGHS":
         common.pop("msg")
         # memory rows are in MiB: one byte over a capacity is 1e-6 of a unit, within HiGHS's default tolerances
+        options = {} if presolve else {"presolve": "off"}
         solver = _highs_class(pulp)(msg=bool(s.msg), gapAbs=0.0, warm_start=warm_start,
-                                    mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9, **common)
+                                    mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9, **options,
+                                    **common)
     else:
         try:
             solver = pulp.getSolver(s.backend, **common)

@@ -131,6 +131,7 @@ class IlpSolver(Solver):
         self.deadline_s = deadline_s
         self.energy_budget_j = energy_budget_j
         self.memory_budget_bytes = memory_budget_bytes
+        self._presolve = True  # off only for the re-solve of a HiGHS proof its own plan contradicts (see _solve)
 
     def check_settings(self) -> None:
         """Raise :class:`SolverError` naming a bad setting and its valid values."""
@@ -189,7 +190,7 @@ class IlpSolver(Solver):
         warm = model.warm_start(problem.plan({}))
         remove_stale_temp_dirs((_TMP_PREFIX,))  # left by solves whose process was killed
         with private_temp_dir(_TMP_PREFIX) as tmp:
-            backend = make_backend(pulp, self, tmp, warm_start=warm)
+            backend = make_backend(pulp, self, tmp, warm_start=warm, presolve=self._presolve)
             t1 = time.perf_counter()
             try:
                 with quiet_stdout(not self.msg and self.backend == "HiGHS"):
@@ -253,6 +254,16 @@ class IlpSolver(Solver):
             termination = "feasible"
         if termination == "optimal" and objective - bound > _PROOF_RTOL * objective:
             # the backend claims a proof, but the extracted plan is measurably above its bound
+            if self.backend == "HiGHS" and self._presolve:
+                # seen with HiGHS 1.16 on a few pairs-space models: the presolved solve returns a plan above the
+                # optimum it proved (its bound); solved again without presolve, it returns the optimal plan
+                again = type(self)(**self.get_params())
+                again._presolve = False
+                got = again._solve(problem)
+                if got.plan is not None and got.objective is not None and got.objective <= objective:
+                    got.extra["note"] = (f"HiGHS's presolved solve returned a plan above its own bound "
+                                         f"({objective:.9g} > {bound:.9g}); re-solved without presolve")
+                    return got
             termination = "feasible"
             extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
         return SolveResult(
