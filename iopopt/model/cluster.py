@@ -20,8 +20,8 @@ overhead.
 
 A device with a weight pass (``weight_bytes_per_s``) also prices what a *row*
 share of an operator with weights loses against its fraction of the whole
-layer: a CPU conv call goes through all of its weights once (packing them for
-its kernel), whatever the number of output rows it computes. The whole
+layer: a CPU conv call goes through all of its weights once (presumably
+reordering them for its kernel), whatever the number of output rows it computes. The whole
 layer's time, to which the rates are fitted, holds that pass once; a share of
 a fraction f of the rows, priced at f of the layer's FLOPs, would hold f of it,
 so it pays the rest on its FLOP term::
@@ -29,8 +29,9 @@ so it pays the rest on its FLOP term::
     FLOPs_vd / rate_d(kind v) + (1 - f) · weight_bytes_v / weight_bytes_per_s_d
 
 (measured on the machine this was built on: a quarter of the rows of a
-512->512 3x3 conv at 28x28 takes 1.25-1.29x a quarter of the whole layer, a
-quarter of its output channels 0.98x; see ``iopopt profile``'s row shares).
+512->512 3x3 conv at 28x28 took 1.16-1.42x a quarter of the whole layer in four
+runs, a quarter of its output channels 0.98x; see ``iopopt profile``'s row
+shares).
 
 A device may also carry power figures for energy (DESIGN §4):
 ``active_power_w`` (computing), ``idle_power_w``, ``tx_power_w`` and
