@@ -386,9 +386,32 @@ def test_a_contradicted_highs_proof_is_solved_again_without_presolve(monkeypatch
     monkeypatch.setattr(ilp_solver, "limit_and_bound", bound_below_on_the_first_solve)
     got = IlpSolver().solve(problem)
     assert calls == [True, False]
-    assert got.termination == "optimal" and "re-solved without presolve" in got.extra["note"]
+    assert got.termination == "optimal" and "solved again without presolve" in got.extra["note"]
+    first = got.extra["first_solve"]
+    assert first["bound"] < first["objective"] and first["solve_s"] is not None
     cbc = IlpSolver(backend="PULP_CBC_CMD").solve(problem)
     assert _close(got.objective, cbc.objective)
+    # contradicted twice: the re-solve's plan is kept, not called optimal, and the note says both
+    calls.clear()
+    monkeypatch.setattr(ilp_solver, "limit_and_bound", lambda *a: (False, real_bound(*a)[1] * 0.9))
+    got = IlpSolver().solve(problem)
+    assert calls == [True, False] and got.termination == "feasible"
+    assert "solved again without presolve" in got.extra["note"] and "exceeds its bound" in got.extra["note"]
+    # a re-solve that fails leaves the first plan, and the note says so
+    calls.clear()
+    monkeypatch.setattr(ilp_solver, "limit_and_bound", bound_below_on_the_first_solve)
+
+    def failing(pulp, s, tmp, warm_start=False, presolve=True):
+        calls.append(presolve)
+        if not presolve:
+            raise SolverError("ilp: backend HiGHS failed: simulated")
+        return real_backend(pulp, s, tmp, warm_start=warm_start, presolve=presolve)
+
+    monkeypatch.setattr(ilp_solver, "make_backend", failing)
+    got = IlpSolver().solve(problem)
+    assert calls == [True, False] and got.termination == "feasible" and got.plan is not None
+    assert "that failed: ilp: backend HiGHS failed: simulated" in got.extra["note"]
+    monkeypatch.setattr(ilp_solver, "make_backend", backend)
     # CBC is never solved again: its contradicted proof is reported as a feasible plan
     calls.clear()
     monkeypatch.setattr(ilp_solver, "limit_and_bound", lambda *a: (False, real_bound(*a)[1] * 0.9))

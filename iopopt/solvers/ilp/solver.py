@@ -254,21 +254,46 @@ class IlpSolver(Solver):
             termination = "feasible"
         if termination == "optimal" and objective - bound > _PROOF_RTOL * objective:
             # the backend claims a proof, but the extracted plan is measurably above its bound
-            if self.backend == "HiGHS" and self._presolve:
-                # seen with HiGHS 1.16 on a few pairs-space models: the presolved solve returns a plan above the
-                # optimum it proved (its bound); solved again without presolve, it returns the optimal plan
-                again = type(self)(**self.get_params())
-                again._presolve = False
-                got = again._solve(problem)
-                if got.plan is not None and got.objective is not None and got.objective <= objective:
-                    got.extra["note"] = (f"HiGHS's presolved solve returned a plan above its own bound "
-                                         f"({objective:.9g} > {bound:.9g}); re-solved without presolve")
-                    return got
             termination = "feasible"
             extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
+            if self.backend == "HiGHS" and self._presolve:
+                del model  # the re-solve builds its own; this one's memory is not needed any more
+                again = self._resolved(problem, objective, bound, extra, time.perf_counter() - t0)
+                if again is not None:
+                    return again
         return SolveResult(
             self.name, termination, plan, objective=objective, bound=bound, extra=extra, objective_name=self.objective
         )
+
+    def _resolved(self, problem: Problem, objective: float, bound: float, extra: dict,
+                  spent_s: float) -> SolveResult | None:
+        """The solve again without HiGHS's presolve, when its proof contradicted its own plan.
+
+        Seen with HiGHS 1.16 on a few pairs-space models: the presolved solve returns a plan above the optimum it
+        proved (its bound); without presolve it returns the optimal plan. The re-solve gets the time left of
+        ``time_limit_s``; its result is kept when it is no worse than ``objective``, with the first solve's figures
+        in ``extra["first_solve"]``; else None (and ``extra["note"]`` says it was tried).
+        """
+        first = {"objective": objective, "bound": bound, "solve_s": extra.get("solve_s")}
+        left = None if self.time_limit_s is None else self.time_limit_s - spent_s
+        if left is not None and left <= 0:
+            extra["note"] += "; no time left to solve it again without presolve"
+            return None
+        again = type(self)(**dict(self.get_params(), time_limit_s=left))
+        again._presolve = False
+        try:
+            got = again._solve(problem)
+        except SolverError as exc:
+            extra["note"] += f"; solved again without presolve, that failed: {exc}"
+            return None
+        if got.plan is None or got.objective is None or got.objective > objective:
+            extra["note"] += "; solved again without presolve, no better plan"
+            return None
+        got.extra["first_solve"] = first
+        got.extra["note"] = (f"HiGHS's presolved solve returned a plan above its own bound ({objective:.9g} > "
+                             f"{bound:.9g}); solved again without presolve" + (f": {got.extra['note']}"
+                                                                                if got.extra.get("note") else ""))
+        return got
 
     def _value(self, problem: Problem, plan: Plan) -> float:
         """The cost model's value of the objective for ``plan``."""
