@@ -106,6 +106,34 @@ def test_the_weight_pass_of_row_shares_by_hand():
     assert Device("d", 1e9).compute_s("conv", 1e3, 0.0, 1e9, 0.1) == pytest.approx(1e-6)  # no pass: no term
 
 
+def test_the_weight_pass_in_every_strategy_with_subsets_and_fused_stacks():
+    # every strategy of every node, device subsets and fused row stacks included: exactly the row shares
+    # (rows, rows@m, rows_fused<d>) pay (1 - f) * weights / weight_bytes_per_s, f their own rows (halo included)
+    from iopopt.model.layouts import subset
+
+    module = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                           nn.BatchNorm2d(8), nn.MaxPool2d(2), nn.Conv2d(8, 6, 1)).eval()
+    devs = tuple(Device(f"d{i}", f, weight_bytes_per_s=1e6) for i, f in enumerate((1e9, 2e9, 1.5e9)))
+    p = iopopt.Problem(iopopt.trace(module, (1, 3, 10, 10)), Cluster(devs, subsets=True, fused_depth=2), NET)
+    t = terms(p)
+    paid = set()
+    for op in p.graph:
+        for s in p.strategies(op.name):
+            term = t.node(op.name, s)
+            for d, dev in enumerate(devs):
+                if not term.active[d]:
+                    continue
+                extra = 0.0
+                if subset(s)[0] == "rows":
+                    f = term.out.parts[d].n_rows / op.out_shape[2]
+                    extra = (1 - f) * term.weight_bytes[d] / 1e6
+                    if f < 1 and term.weight_bytes[d]:
+                        paid.add(s)
+                assert term.device_compute_s[d] == pytest.approx(term.flops[d] / dev.flops_per_s + extra,
+                                                                 rel=1e-12, abs=1e-15), (op.name, s, d)
+    assert {"rows", "rows@2", "rows_fused1", "rows_fused2"} <= paid, paid
+
+
 def test_per_kind_bandwidth_by_hand():
     # a 1x1 conv 64 -> 64 on 32x32: 2*64*64*1024 FLOPs; reads 64*1024 + 4096 weights, writes 64*1024 (float32)
     d = Device("d", 1e11, memory_bandwidth_bytes_per_s=5e10, kind_bytes_per_s={"conv": 4e9}, op_overhead_s=1e-6)
