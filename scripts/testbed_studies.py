@@ -7,9 +7,10 @@
     .venv/bin/python scripts/testbed_studies.py fidelity --minutes 12   # in pieces, on an otherwise idle machine
 
 Needs root (the testbed) and an `iopopt profile` (outputs/profile/latest, or `--profile DIR`): CPU fractions are
-relative to its core, and the predictions are its roofline's. `fidelity` without --all measures a balanced quarter of the grid (every model, every cluster and every
-network appear; each model meets 6 of the 24 cluster x network pairs, together all 24), which takes
-about half an hour on 2 cores. Each study appends to points.jsonl and resumes from it.
+relative to its core, and the predictions are its roofline's. `fidelity` without --all measures a balanced quarter
+of the grid (every model, every cluster and every network appear; each model meets 6 of the 24 cluster x network
+pairs, together all 24), which takes about half an hour on 2 cores. Each study appends to points.jsonl and resumes
+from it.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def plot(out: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    if "--profile" in argv and argv.index("--profile") == len(argv) - 1:
+        print("--profile needs a profile directory (or 'latest')", file=sys.stderr)
+        return 2
     core = build_cluster({"profile": argv[argv.index("--profile") + 1] if "--profile" in argv else "latest"}).devices[0]
     opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
             "stop_after_s": float(argv[argv.index("--minutes") + 1]) * 60 if "--minutes" in argv else None}
