@@ -7,6 +7,7 @@ chains, exhaustive enumeration on tiny graphs, random valid plans, and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import random
@@ -334,6 +335,33 @@ def test_time_limited_solve_keeps_incumbent_and_bound():
         assert result.objective <= evaluate(problem, problem.plan({})).latency_s * (1 + RTOL)  # the warm start
         assert result.bound is not None and result.bound <= result.objective
         assert result.gap is not None and result.gap > 0
+
+
+def test_a_limit_hit_before_the_backend_took_up_the_first_incumbent_returns_that_plan(monkeypatch):
+    # what CBC does with a short limit on a loaded machine: it stops while reading the model, with no solution
+    from iopopt.solvers.ilp import solver as ilp_solver
+
+    class NoSolution:
+        def actualSolve(self, lp, **kw):
+            lp.status, lp.sol_status = 0, 0  # not solved, no solution found
+            return lp.status
+
+    monkeypatch.setattr(ilp_solver, "make_backend", lambda *a, **kw: NoSolution())
+    monkeypatch.setattr(ilp_solver, "limit_and_bound", lambda *a: (True, None))
+    problem = _random_problem(_graph(1, 8, "dag"), 1, 3)
+    got = IlpSolver(time_limit_s=0.1).solve(problem)
+    host = problem.plan({})
+    assert got.termination == "time_limit" and got.plan == host
+    assert _close(got.objective, evaluate(problem, host).latency_s) and got.bound <= got.objective
+    pairs = IlpSolver(time_limit_s=0.1, space="pairs").solve(problem)
+    assert pairs.plan == base_plan(problem, "coedge")
+    # the first incumbent does not fit the host's memory: no plan
+    host_bytes = evaluate(problem, host).peak_memory_bytes
+    devices = tuple(dataclasses.replace(d, memory_bytes=host_bytes / 2) if i == problem.cluster.host else d
+                    for i, d in enumerate(problem.cluster.devices))
+    small = Problem(problem.graph, dataclasses.replace(problem.cluster, devices=devices), problem.network)
+    got = IlpSolver(time_limit_s=0.1).solve(small)
+    assert got.termination == "time_limit" and got.plan is None
 
 
 def test_highs_backend_agrees_with_cbc():

@@ -222,6 +222,13 @@ class IlpSolver(Solver):
 
         has_solution = sol in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
         plan = model.extract() if has_solution else None
+        if plan is None and stopped and warm and not budgets:
+            # stopped before the backend took up the first incumbent (CBC on a loaded machine can spend a short
+            # limit reading the model): that plan is still a plan, when it fits the devices' memory
+            start = model.base if model.base is not None else problem.plan({})
+            if self.memory == "off" or evaluate(problem, start).fits_memory:
+                plan = start
+                extra["note"] = "stopped before the backend took up the first incumbent; that plan is returned"
         if plan is None:
             if stopped:
                 return SolveResult(self.name, "time_limit", None, bound=unscale(backend_bound, model), extra=extra,
