@@ -142,7 +142,8 @@ def test_a_plan_runs_correctly_on_a_shaped_switched_testbed_and_leaves_nothing()
 
 @needs_testbed
 def test_a_shaped_link_moves_bytes_at_its_rate():
-    got = check_link(bandwidth_bytes_per_s=2.5e6, nbytes=1_000_000, topology="shared", repeats=1)
+    # the median of three transfers: one transfer slowed by the other tests' processes on the two cores took 0.48 s
+    got = check_link(bandwidth_bytes_per_s=2.5e6, nbytes=1_000_000, topology="shared", repeats=3)
     assert got["median_s"] == pytest.approx(0.4, rel=0.15), got
 
 
