@@ -117,13 +117,23 @@ def plot(out: Path) -> Path:
     return path
 
 
+def _option(argv: list[str], flag: str, what: str) -> str | None:
+    """The value after ``flag`` in ``argv`` (None when the flag is absent); one line and exit 2 when it has none."""
+    if flag not in argv:
+        return None
+    at = argv.index(flag) + 1
+    if at == len(argv):
+        print(f"{flag} needs {what}", file=sys.stderr)
+        sys.exit(2)
+    return argv[at]
+
+
 def main(argv: list[str]) -> int:
-    if "--profile" in argv and argv.index("--profile") == len(argv) - 1:
-        print("--profile needs a profile directory (or 'latest')", file=sys.stderr)
-        return 2
-    core = build_cluster({"profile": argv[argv.index("--profile") + 1] if "--profile" in argv else "latest"}).devices[0]
+    profile = _option(argv, "--profile", "a profile directory (or 'latest')") or "latest"
+    core = build_cluster({"profile": profile}).devices[0]
+    minutes = _option(argv, "--minutes", "a number of minutes")
     opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
-            "stop_after_s": float(argv[argv.index("--minutes") + 1]) * 60 if "--minutes" in argv else None}
+            "stop_after_s": None if minutes is None else float(minutes) * 60}
     if argv and argv[0] == "paper":
         s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=PAPER_SOLVERS,
                       **opts)

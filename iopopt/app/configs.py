@@ -324,7 +324,7 @@ def build_model(spec: ModelSpec, weights: bool = True):
 
 def build_cluster(cfg):
     """A :class:`~iopopt.Cluster` from a cluster config."""
-    from ..model.cluster import POWER_FIELDS, RATE_KINDS, SPLIT_POLICIES, Cluster, Device
+    from ..model.cluster import OPTIONAL_FIGURES, POWER_FIELDS, RATE_KINDS, SPLIT_POLICIES, Cluster, Device
 
     c = _mapping("cluster", cfg)
     if "profile" in c:  # cluster=profiled: this machine as `iopopt profile` measured it
@@ -352,9 +352,7 @@ def build_cluster(cfg):
         rates = _kind_numbers(f"{where}.kind_flops_per_s", d.get("kind_flops_per_s"), RATE_KINDS,
                               " (the conv rate is flops_per_s)")
         kind_bw = _kind_numbers(f"{where}.kind_bytes_per_s", d.get("kind_bytes_per_s"), ("conv", *RATE_KINDS))
-        bandwidth = d.get("memory_bandwidth_bytes_per_s")
-        working = {key: d.get(key) for key in ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_per_s",
-                                               "weight_bytes_per_s")}
+        working = {key: d.get(key) for key in OPTIONAL_FIGURES}
         for key, value in working.items():
             if value is not None:
                 _positive_number(f"{where}.{key}", value)
@@ -369,12 +367,8 @@ def build_cluster(cfg):
                 memory_bytes=float("inf") if mem is None else float(mem),
                 op_overhead_s=float(overhead),
                 kind_flops_per_s=rates,
-                memory_bandwidth_bytes_per_s=None if bandwidth is None else float(bandwidth),
                 kind_bytes_per_s=kind_bw,
-                cache_bytes=None if working["cache_bytes"] is None else float(working["cache_bytes"]),
-                dram_bytes_per_s=None if working["dram_bytes_per_s"] is None else float(working["dram_bytes_per_s"]),
-                weight_bytes_per_s=(None if working["weight_bytes_per_s"] is None
-                                    else float(working["weight_bytes_per_s"])),
+                **{key: None if value is None else float(value) for key, value in working.items()},
                 **{key: None if watts is None else float(watts) for key, watts in power.items()},
             )
         except ValueError as exc:  # e.g. an infinite rate, or some power figures without the others

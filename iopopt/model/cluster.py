@@ -70,9 +70,12 @@ __all__ = [
     "rate_kinds",
     "pricing_kind",
     "PRICING_KINDS",
+    "OPTIONAL_FIGURES",
 ]
 
 SPLIT_POLICIES = ("proportional", "equal")
+#: A device's optional roofline figures (bytes/s, and the cache size in bytes): None where not modelled.
+OPTIONAL_FIGURES = ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s")
 #: A device's power figures, watts: computing, idle, sending, receiving (all four or none).
 POWER_FIELDS = ("active_power_w", "idle_power_w", "tx_power_w", "rx_power_w")
 
@@ -256,8 +259,7 @@ class Device:
         if self.weight_bytes_per_s is not None:
             _positive(owner, "weight_bytes_per_s", self.weight_bytes_per_s)
         _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
-        for name in ("flops_per_s", "memory_bytes", "op_overhead_s", "memory_bandwidth_bytes_per_s", "cache_bytes",
-                     "dram_bytes_per_s", "weight_bytes_per_s", *POWER_FIELDS):
+        for name in ("flops_per_s", "memory_bytes", "op_overhead_s", *OPTIONAL_FIGURES, *POWER_FIELDS):
             if (bad := range_error(name, getattr(self, name))) is not None:
                 raise ValueError(f"{owner}: {bad}")
         for name in ("kind_flops_per_s", "kind_bytes_per_s"):
@@ -404,12 +406,11 @@ class Cluster:
     @classmethod
     def homogeneous(cls, k: int, flops_per_s: float, memory_bytes: float = float("inf"), **kw: Any) -> Cluster:
         """``k`` identical devices ``d0``, ``d1``, ...; ``op_overhead_s``, ``kind_flops_per_s``,
-        ``memory_bandwidth_bytes_per_s``, ``kind_bytes_per_s`` and the power figures (:data:`POWER_FIELDS`)
-        go to every device, the others to the cluster."""
+        ``kind_bytes_per_s``, the optional figures (:data:`OPTIONAL_FIGURES`) and the power figures
+        (:data:`POWER_FIELDS`) go to every device, the others to the cluster."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"Cluster.homogeneous: k must be a positive integer, got {k!r}")
-        keys = ("op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s",
-                "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", *POWER_FIELDS)
+        keys = ("op_overhead_s", "kind_flops_per_s", "kind_bytes_per_s", *OPTIONAL_FIGURES, *POWER_FIELDS)
         roofline = {key: kw.pop(key) for key in keys if key in kw}
         devs = tuple(Device(f"d{i}", flops_per_s, memory_bytes, **roofline) for i in range(k))
         return cls(devs, **kw)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from ...model.cluster import Cluster, Device
+from ...model.cluster import POWER_FIELDS, Cluster, Device
 from ...model.network import NetworkModel, SharedNetwork, SwitchedNetwork
 from .bed import TestbedSpec
 
 __all__ = ["cpu_fractions", "emulated_cluster", "testbed_spec"]
+
+#: The figures of a device that are rates: an emulated device has each times its CPU fraction (not cache_bytes).
+_SCALED = ("memory_bandwidth_bytes_per_s", "dram_bytes_per_s", "weight_bytes_per_s")
 
 
 def cpu_fractions(cluster: Cluster, core: Device, cores: float | None = None) -> tuple[tuple[float, ...], float]:
@@ -47,16 +50,10 @@ def emulated_cluster(cluster: Cluster, core: Device, fractions: tuple[float, ...
                 flops_per_s=core.flops_per_s * f,
                 kind_flops_per_s={k: v * f for k, v in core.kind_flops_per_s.items()},
                 kind_bytes_per_s={k: v * f for k, v in core.kind_bytes_per_s.items()},
-                memory_bandwidth_bytes_per_s=(None if core.memory_bandwidth_bytes_per_s is None
-                                              else core.memory_bandwidth_bytes_per_s * f),
-                dram_bytes_per_s=None if core.dram_bytes_per_s is None else core.dram_bytes_per_s * f,
-                weight_bytes_per_s=None if core.weight_bytes_per_s is None else core.weight_bytes_per_s * f,
+                **{key: None if getattr(core, key) is None else getattr(core, key) * f for key in _SCALED},
                 op_overhead_s=core.op_overhead_s / f,
                 memory_bytes=dev.memory_bytes,
-                active_power_w=dev.active_power_w,
-                idle_power_w=dev.idle_power_w,
-                tx_power_w=dev.tx_power_w,
-                rx_power_w=dev.rx_power_w,
+                **{key: getattr(dev, key) for key in POWER_FIELDS},
             )
         )
     return dataclasses.replace(cluster, devices=tuple(devices), name=f"{cluster.name or 'cluster'}@testbed")

@@ -131,7 +131,6 @@ class IlpSolver(Solver):
         self.deadline_s = deadline_s
         self.energy_budget_j = energy_budget_j
         self.memory_budget_bytes = memory_budget_bytes
-        self._presolve = True  # off only for the re-solve of a HiGHS proof its own plan contradicts (see _solve)
 
     def check_settings(self) -> None:
         """Raise :class:`SolverError` naming a bad setting and its valid values."""
@@ -150,7 +149,7 @@ class IlpSolver(Solver):
         if self.memory == "off" and self.memory_budget_bytes is not None:
             raise SolverError("ilp: memory_budget_bytes needs memory rows; it cannot go with memory: off")
 
-    def _solve(self, problem: Problem) -> SolveResult:
+    def _solve(self, problem: Problem, presolve: bool = True) -> SolveResult:
         import pulp
 
         check_backend(pulp, self.backend)
@@ -187,10 +186,11 @@ class IlpSolver(Solver):
 
         # a first incumbent (the all-host plan; the base plan in the pairs space), so that a time-limited
         # solve of a big model still returns a plan; the backend drops it where it breaks a memory row
-        warm = model.warm_start(problem.plan({}))
+        host = problem.plan({})
+        warm = model.warm_start(host)
         remove_stale_temp_dirs((_TMP_PREFIX,))  # left by solves whose process was killed
         with private_temp_dir(_TMP_PREFIX) as tmp:
-            backend = make_backend(pulp, self, tmp, warm_start=warm, presolve=self._presolve)
+            backend = make_backend(pulp, self, tmp, warm_start=warm, presolve=presolve)
             t1 = time.perf_counter()
             try:
                 with quiet_stdout(not self.msg and self.backend == "HiGHS"):
@@ -225,7 +225,7 @@ class IlpSolver(Solver):
         if plan is None and stopped and warm and not budgets:
             # stopped before the backend took up the first incumbent (CBC on a loaded machine can spend a short
             # limit reading the model): that plan is still a plan, when it fits the devices' memory
-            start = model.base if model.base is not None else problem.plan({})
+            start = model.base if model.base is not None else host
             if self.memory == "off" or evaluate(problem, start).fits_memory:
                 plan = start
                 extra["note"] = "stopped before the backend took up the first incumbent; that plan is returned"
@@ -263,7 +263,7 @@ class IlpSolver(Solver):
             # the backend claims a proof, but the extracted plan is measurably above its bound
             termination = "feasible"
             extra["note"] = "backend reported optimal, but the recomputed plan exceeds its bound"
-            if self.backend == "HiGHS" and self._presolve:
+            if self.backend == "HiGHS" and presolve:
                 del model  # the re-solve builds its own; this one's memory is not needed any more
                 again = self._resolved(problem, objective, bound, extra, time.perf_counter() - t0)
                 if again is not None:
@@ -287,9 +287,8 @@ class IlpSolver(Solver):
             extra["note"] += "; no time left to solve it again without presolve"
             return None
         again = type(self)(**dict(self.get_params(), time_limit_s=left))
-        again._presolve = False
         try:
-            got = again._solve(problem)
+            got = again._solve(problem, presolve=False)
         except SolverError as exc:
             extra["note"] += f"; solved again without presolve, that failed: {exc}"
             return None

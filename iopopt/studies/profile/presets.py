@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...model.cluster import Cluster, Device
+from ...model.cluster import OPTIONAL_FIGURES, Cluster, Device
 from ...model.network import SwitchedNetwork
 from ...results.io import write_text_atomic
 
@@ -249,13 +249,8 @@ def load_presets(out: Path, network: bool = True):
             float(d.get("memory_bytes") or math.inf),
             float(d["op_overhead_s"]),
             kind_flops_per_s={k: float(v) for k, v in (d.get("kind_flops_per_s") or {}).items()},
-            memory_bandwidth_bytes_per_s=(
-                float(d["memory_bandwidth_bytes_per_s"]) if d.get("memory_bandwidth_bytes_per_s") else None
-            ),
             kind_bytes_per_s={k: float(v) for k, v in (d.get("kind_bytes_per_s") or {}).items()},
-            cache_bytes=float(d["cache_bytes"]) if d.get("cache_bytes") else None,
-            dram_bytes_per_s=float(d["dram_bytes_per_s"]) if d.get("dram_bytes_per_s") else None,
-            weight_bytes_per_s=float(d["weight_bytes_per_s"]) if d.get("weight_bytes_per_s") else None,
+            **{key: float(d[key]) if d.get(key) else None for key in OPTIONAL_FIGURES},
         )
         for d in c["devices"]
     )
