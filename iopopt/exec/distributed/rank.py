@@ -30,6 +30,8 @@ __all__: list[str] = []
 _WEIGHTED = WEIGHTED_KINDS
 #: Times a dilated rank runs each kernel again in a warm-up inference to measure its CPU time (the least is kept).
 WARM_RERUNS = 2
+#: Passes a dilated rank makes over all its kernels after the warm-up, timing each again (see ``_calibrate``).
+CALIBRATION_PASSES = 4
 
 
 class _RankRunner:
@@ -80,6 +82,7 @@ class _RankRunner:
         self._owed = 0.0
         self._slept = 0.0
         self._warm_cpu: dict[int, float] = {}  # per step, the kernel's CPU time run again at once (warm caches)
+        self._kernel_inputs: dict[int, list] = {}  # per timed step, the shapes and dtypes of its input buffers
         self.setup_s = time.perf_counter() - t0
         self._reset_counters()
 
@@ -136,6 +139,34 @@ class _RankRunner:
             return None
         return kernels.compute(step.op, step.strategy, r, bufs, [res.dst.parts[r] for res in step.inputs], region,
                                self.shards.get(p, {}), host=self.job.host, extra=self.extra.get(p), dtype=self.dtype)
+
+    def _calibrate(self) -> None:
+        """Time every kernel of the warm-up again, ``CALIBRATION_PASSES`` passes over all of them; keep the least.
+
+        The warm-up times a kernel at one moment, and this machine's speed
+        moves in bursts: a 50-ms conv run three times at once took 44 to 80 ms
+        depending on when (the same for every kernel run at that moment). A
+        plan whose step waits for the slowest of k ranks would pay the worst
+        of k such draws where one device pays one. Passes over all kernels
+        space each kernel's samples a pass apart, so the least of them is
+        the kernel at this machine's quieter speed, for every plan alike.
+        Each kernel runs on fresh random buffers of its inputs' shapes (its
+        time depends on shapes, not values), twice, the second timed;
+        one rank at a time, under the testbed's lock.
+        """
+        if not self._kernel_inputs or self.s.compute_lock is None:
+            return
+        steps = self.job.steps
+        with exclusive_lock(self.s.compute_lock):
+            for _ in range(CALIBRATION_PASSES):
+                for p, shapes in self._kernel_inputs.items():
+                    bufs = [None if s is None else torch.randn(s[0], dtype=s[1]) for s in shapes]
+                    out = self._kernel(steps[p], p, bufs)
+                    del out
+                    c = time.thread_time()
+                    out = self._kernel(steps[p], p, bufs)
+                    self._warm_cpu[p] = min(self._warm_cpu.get(p, math.inf), time.thread_time() - c)
+                    del out, bufs
 
     def _pay(self) -> None:
         """Sleep what the dilated kernels since the last message still owe (the testbed; else nothing)."""
@@ -220,6 +251,7 @@ class _RankRunner:
                 if slow is not None:  # the testbed: the kernel takes as long as on the rank's device, slept later
                     cpu, wall = time.thread_time() - c1, time.perf_counter() - t1
                     if measure and out is not None:
+                        self._kernel_inputs[p] = [None if b is None else (tuple(b.shape), b.dtype) for b in bufs]
                         for _ in range(WARM_RERUNS):  # the kernel again, caches warm: what the timed runs stretch
                             del out
                             c2 = time.thread_time()
@@ -252,6 +284,7 @@ class _RankRunner:
             out, _, _ = self.infer(x, n)
             output = out if n == 0 else output
             n += 1
+        self._calibrate()
         per_run, e2e = [], []
         for j in range(max(self.s.repeats, 1)):
             self._reset_counters()

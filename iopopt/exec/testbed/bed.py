@@ -99,8 +99,12 @@ class TestbedSpec:
       RPi-class rank, 2.5x the sum of its undilated kernels). For the same
       reason the time stretched is the kernel's CPU time warm: in the warmup
       inferences every kernel runs again ``WARM_RERUNS`` times right after
-      itself (:mod:`iopopt.exec.distributed.rank`), and the least CPU time
-      of these re-runs (over all warmups) is the reference. The ranks of a
+      itself (:mod:`iopopt.exec.distributed.rank`), and after the warm-up
+      the rank makes ``CALIBRATION_PASSES`` passes over all its kernels,
+      timing each again; the least CPU time of all these is the reference.
+      This machine's speed moves in bursts that slow every kernel run at the
+      same moment; one burst caught by one rank's warm-up would slow the
+      whole step of a split plan, so samples are spread a pass apart. The ranks of a
       testbed time these kernels one at a time, under a lock they share:
       ranks running kernels together slow each other down through the
       cores, caches and memory bus they share (4 processes running the same
