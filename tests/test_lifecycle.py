@@ -343,13 +343,6 @@ def test_sigkilled_sweep_ends_a_worker_that_never_got_a_job(tmp_path):
     _signal_and_check(proc, signal.SIGKILL, tmp_path, -signal.SIGKILL)
 
 
-def _torch_loaded(pid: int) -> bool:
-    try:
-        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
-    except OSError:
-        return False
-
-
 #: a progress line of ``iopopt profile`` ("iopopt profile: 2/10 stage (...), 22 s")
 _PROGRESS = re.compile(r"iopopt profile: \d+/\d+ stage")
 

@@ -140,6 +140,13 @@ class _RankRunner:
         return kernels.compute(step.op, step.strategy, r, bufs, [res.dst.parts[r] for res in step.inputs], region,
                                self.shards.get(p, {}), host=self.job.host, extra=self.extra.get(p), dtype=self.dtype)
 
+    def _timed_again(self, step, p: int, bufs) -> Tensor | None:
+        """Step ``p``'s kernel run again, its CPU time kept in ``_warm_cpu`` when it is the least so far."""
+        c = time.thread_time()
+        out = self._kernel(step, p, bufs)
+        self._warm_cpu[p] = min(self._warm_cpu.get(p, math.inf), time.thread_time() - c)
+        return out
+
     def _calibrate(self) -> None:
         """Time every kernel of the warm-up again, ``CALIBRATION_PASSES`` passes over all of them; keep the least.
 
@@ -161,12 +168,9 @@ class _RankRunner:
             for _ in range(CALIBRATION_PASSES):
                 for p, shapes in self._kernel_inputs.items():
                     bufs = [None if s is None else torch.randn(s[0], dtype=s[1]) for s in shapes]
-                    out = self._kernel(steps[p], p, bufs)
-                    del out
-                    c = time.thread_time()
-                    out = self._kernel(steps[p], p, bufs)
-                    self._warm_cpu[p] = min(self._warm_cpu.get(p, math.inf), time.thread_time() - c)
-                    del out, bufs
+                    self._kernel(steps[p], p, bufs)  # untimed, caches warm; its output is dropped at once
+                    self._timed_again(steps[p], p, bufs)
+                    del bufs
 
     def _pay(self) -> None:
         """Sleep what the dilated kernels since the last message still owe (the testbed; else nothing)."""
@@ -254,9 +258,7 @@ class _RankRunner:
                         self._kernel_inputs[p] = [None if b is None else (tuple(b.shape), b.dtype) for b in bufs]
                         for _ in range(WARM_RERUNS):  # the kernel again, caches warm: what the timed runs stretch
                             del out
-                            c2 = time.thread_time()
-                            out = self._kernel(step, p, bufs)
-                            self._warm_cpu[p] = min(self._warm_cpu.get(p, math.inf), time.thread_time() - c2)
+                            out = self._timed_again(step, p, bufs)
                     ref = self._warm_cpu.get(p)
                     owed = _owed(cpu, wall, slow) if ref is None else max(0.0, ref * slow - wall)
                     self._owed += owed

@@ -242,12 +242,11 @@ class Testbed:
         mech = (f"cgroup-v1 CFS quota of the fraction per rank, cpu.shares={SHARES}, 1 torch thread"
                 if self.spec.cpu_mode == "quota" else
                 "EMULATED time dilation: each kernel's CPU time on the rank (thread_time, 1 torch thread) is "
-                f"stretched to CPU time / fraction by sleeping (the least CPU time of the kernel run again at once in "
-                f"the warmup, caches warm, and in passes over all the rank's kernels after it, one rank of the "
-                f"testbed at a time), the sleep owed until the rank's "
-                f"next message or the end of the inference (the rest of a step, messages and buffer assembly, "
-                f"runs at this machine's speed); CFS quota of 1 core per rank as a cap, "
-                f"cpu.shares={SHARES}")
+                "stretched to CPU time / fraction by sleeping (the least CPU time of the kernel run again at once in "
+                "the warmup, caches warm, and in passes over all the rank's kernels after it, one rank of the "
+                "testbed at a time), the sleep owed until the rank's next message or the end of the inference (the "
+                "rest of a step, messages and buffer assembly, runs at this machine's speed); CFS quota of 1 core "
+                f"per rank as a cap, cpu.shares={SHARES}")
         return {
             "cpu": {"mode": self.spec.cpu_mode, "mechanism": mech, "ranks": ranks},
             "network": {
