@@ -100,11 +100,13 @@ def _netns_inodes_in_use() -> set[int]:
     return out
 
 
-def _assert_nothing_left(cgroup_root: str, inodes: set[int], pids: list[int], timeout_s: float = 15.0):
+def _assert_nothing_left(cgroup_root: str, inodes: set[int], pids: list[int], timeout_s: float = 15.0,
+                         lock_dir: str = "/nonexistent"):
     deadline = time.monotonic() + timeout_s
     while True:
         left = {
             "cgroup": os.path.exists(cgroup_root),
+            "lock_dir": os.path.exists(lock_dir),
             "netns": sorted(inodes & _netns_inodes_in_use()),
             "processes": [p for p in pids if pid_exists(p)],  # alive and not a zombie
         }
@@ -169,7 +171,8 @@ _CHILD = textwrap.dedent("""
     from iopopt.exec.testbed.selfcheck import _transfer
     spec = TestbedSpec(k=2, cpu_fractions=(0.5, 0.5), topology="switched", bandwidth_bytes_per_s=1.25e5)
     with Testbed(spec) as bed:
-        print(json.dumps({"cgroup": bed.cgroup_root, "inodes": [ns.inode for ns in bed.topology.all_ns],
+        print(json.dumps({"cgroup": bed.cgroup_root, "locks": bed.lock_dir,
+                          "inodes": [ns.inode for ns in bed.topology.all_ns],
                           "holders": [ns.pid for ns in bed.topology.all_ns]}), flush=True)
         launch(_transfer, 2, (10_000_000, 3), threads=1, master_addr=bed.master_addr,
                ifname=bed.topology.ifname, rank_setup=bed.placement(), timeout_s=300)
@@ -182,6 +185,7 @@ def test_interrupted_or_killed_testbed_leaves_nothing(how):
     p = subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         info = json.loads(p.stdout.readline())
+        assert os.path.isdir(info["locks"])
         deadline = time.monotonic() + 60
         while len(ranks := [_sys.members(os.path.join(info["cgroup"], f"rank{i}")) for i in (0, 1)]) and not all(
             ranks
@@ -195,7 +199,7 @@ def test_interrupted_or_killed_testbed_leaves_nothing(how):
         else:
             p.kill()  # the watchdog cleans up
         p.wait(timeout=120)  # generous: the machine running the suite may be loaded
-        _assert_nothing_left(info["cgroup"], set(info["inodes"]), pids)
+        _assert_nothing_left(info["cgroup"], set(info["inodes"]), pids, lock_dir=info["locks"])
     finally:
         if p.poll() is None:
             p.kill()

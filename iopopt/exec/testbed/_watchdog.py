@@ -1,15 +1,17 @@
 """The testbed's cleanup watchdog, run as a script (standard library only, so it starts fast).
 
-``python _watchdog.py FD CGROUP_DIR...``: started by the testbed in its own
-session, it blocks on a pipe whose write end only the testbed holds. End of
-file means the testbed is gone, however it ended (also SIGKILL): it then
-SIGKILLs every process left in the testbed's cgroups (ranks, namespace
-holders, anything they forked) and removes the cgroups bottom-up. The
-namespaces go with the last process in them.
+``python _watchdog.py FD LOCK_DIR CGROUP_DIR...``: started by the testbed in
+its own session, it blocks on a pipe whose write end only the testbed holds.
+End of file means the testbed is gone, however it ended (also SIGKILL): it
+then SIGKILLs every process left in the testbed's cgroups (ranks, namespace
+holders, anything they forked), removes the cgroups bottom-up and the
+testbed's directory of latency locks. The namespaces go with the last
+process in them.
 """
 
 import importlib.util
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -34,11 +36,12 @@ def main(argv):
         except InterruptedError:  # pragma: no cover
             continue
     helpers = _sys_helpers()
-    for root in argv[1:]:
+    for root in argv[2:]:
         try:
             helpers.remove_cgroup(root, timeout_s=10.0)
         except OSError as exc:
             print(f"iopopt testbed watchdog: could not remove {root}: {exc}", file=sys.stderr)
+    shutil.rmtree(argv[1], ignore_errors=True)  # after the ranks, which may hold its locks
 
 
 if __name__ == "__main__":

@@ -193,11 +193,12 @@ class Testbed:
         self.cgroup_root = os.path.join(cpu, f"{_sys.CGROUP_PREFIX}{os.getpid()}")
         os.makedirs(self.cgroup_root)
         _sys.write(os.path.join(self.cgroup_root, "cpu.shares"), SHARES)  # shares are weighed level by level
+        self.lock_dir = tempfile.mkdtemp(prefix="iopopt_tb_locks_")
         r, self._wd_write = os.pipe()
         os.set_inheritable(self._wd_write, False)
         script = str(Path(__file__).with_name("_watchdog.py"))
-        self._watchdog = subprocess.Popen([sys.executable, "-I", script, str(r), self.cgroup_root], pass_fds=(r,),
-                                          start_new_session=True, stdin=subprocess.DEVNULL)
+        self._watchdog = subprocess.Popen([sys.executable, "-I", script, str(r), self.lock_dir, self.cgroup_root],
+                                          pass_fds=(r,), start_new_session=True, stdin=subprocess.DEVNULL)
         os.close(r)
         ns_group = os.path.join(self.cgroup_root, "netns")
         os.makedirs(ns_group)
@@ -212,7 +213,6 @@ class Testbed:
                 _sys.write(os.path.join(d, "cpu.cfs_quota_us"), quota)
             _sys.write(os.path.join(d, "cpu.shares"), SHARES)
         self.topology = make_topology(self.spec.topology, self.spec.k, self.spec.bandwidth_bytes_per_s, ns_group)
-        self.lock_dir = tempfile.mkdtemp(prefix="iopopt_tb_locks_")
 
     def placement(self) -> RankPlacement:
         """The hook each rank runs first (pass as ``rank_setup``)."""
