@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from iopopt.app.configs import build_cluster
+from iopopt.app.measure import testbed_reference
 from iopopt.app.testbed_studies import PAPER_SOLVERS, fidelity_configs, paper_configs
 from iopopt.studies.testbed_study import run_fidelity, run_paper
 
@@ -130,9 +130,10 @@ def _option(argv: list[str], flag: str, what: str) -> str | None:
 
 def main(argv: list[str]) -> int:
     profile = _option(argv, "--profile", "a profile directory (or 'latest')") or "latest"
-    core = build_cluster({"profile": profile}).devices[0]
+    core, overhead = testbed_reference(profile)
     minutes = _option(argv, "--minutes", "a number of minutes")
-    opts = {"passes": 2, "repeats": 3, "warmup": 1, "timeout_s": 300, "measure": "--summary-only" not in argv,
+    opts = {"passes": 2, "message_overhead_s": overhead, "repeats": 3, "warmup": 1, "timeout_s": 300,
+            "measure": "--summary-only" not in argv,
             "stop_after_s": None if minutes is None else float(minutes) * 60}
     if argv and argv[0] == "paper":
         s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=PAPER_SOLVERS,

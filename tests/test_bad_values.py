@@ -73,6 +73,7 @@ def test_a_single_run_with_a_bad_value_still_exits_2_with_one_line(tmp_path):
     ("network.bandwidth_bytes_per_s=1e-310", "network.bandwidth_bytes_per_s=1e-310 "),
     ("network.bandwidth_bytes_per_s=1e20", "network.bandwidth_bytes_per_s=1e+20 "),
     ("network.latency_s=1e300", "network.latency_s=1e+300 "),
+    ("+network.message_overhead_s=1e9", "network.message_overhead_s=1000000000.0 "),
     ("cluster.devices.0.flops_per_s=inf", "cluster.devices[0].flops_per_s=inf "),
     ("cluster.devices.0.flops_per_s=1e-300", "cluster.devices[0].flops_per_s=1e-300 "),
     ("cluster.devices.1.op_overhead_s=1e9", "cluster.devices[1].op_overhead_s=1000000000.0 "),

@@ -125,3 +125,22 @@ def test_sharded_weights_sum_to_the_model():
         assert sum(m.weights_bytes for m in report.per_device) == g.total_weight_elems * g.dtype_bytes
         checked += 1
     assert checked == 2
+
+
+@SETTINGS
+@given(
+    sends=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 10**6)), min_size=1, max_size=12),
+    shared=st.booleans(),
+    overhead=st.sampled_from([1e-4, 2e-3]),
+)
+def test_message_overhead_adds_the_busiest_devices_messages_to_a_phase(sends, shared, overhead):
+    """``message_overhead_s`` costs each device its own messages, in parallel: the phase grows by the overhead times
+    the most messages one device sends or receives (counted here by brute force), on a shared medium too."""
+    from iopopt.model.network import Message
+
+    msgs = [Message(s, d, n) for s, d, n in sends if s != d]
+    net = (SharedNetwork if shared else SwitchedNetwork)(1e6, 1e-3)
+    with_o = (SharedNetwork if shared else SwitchedNetwork)(1e6, 1e-3, message_overhead_s=overhead)
+    busiest = max([sum(m.src == d for m in msgs) for d in range(5)] + [sum(m.dst == d for m in msgs) for d in range(5)])
+    assert with_o.phase_time(msgs) == pytest.approx(net.phase_time(msgs) + overhead * busiest)
+    assert with_o.radio_s(msgs, 5) == net.radio_s(msgs, 5)  # host work, not airtime

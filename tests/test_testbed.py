@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -229,6 +230,19 @@ devices:
     flops_per_s: 2.0e+10
     op_overhead_s: 1.0e-05
 """
+_PROFILE_NETWORK = """_target_: iopopt.network.SwitchedNetwork
+name: profiled_loopback
+bandwidth_bytes_per_s: 3.0e+09
+latency_s: 2.0e-03
+"""
+
+
+def _profile(tmp_path) -> Path:
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "cluster.yaml").write_text(_PROFILE)
+    (prof / "network.yaml").write_text(_PROFILE_NETWORK)
+    return prof
 
 
 def _app(tmp_path, *overrides):
@@ -254,9 +268,7 @@ def test_app_refuses_an_unknown_executor_in_one_line(tmp_path):
 
 @needs_testbed
 def test_app_measures_the_plan_on_the_testbed_beside_the_prediction(tmp_path):
-    prof = tmp_path / "profile"
-    prof.mkdir()
-    (prof / "cluster.yaml").write_text(_PROFILE)
+    prof = _profile(tmp_path)
     rec = _app(tmp_path, "model=tiny_chain", "cluster=rpi4_x2", "network=wifi_100mbps", "solver=coedge",
                "executor=testbed", f"testbed.profile={prof}", "testbed.repeats=2")
     m = rec["measured"]
@@ -267,6 +279,11 @@ def test_app_measures_the_plan_on_the_testbed_beside_the_prediction(tmp_path):
     setup = m["setup"]
     assert setup["cpu_scale"] == 1.0 and setup["network"]["topology"] == "shared"
     assert [r["fraction"] for r in setup["cpu"]["ranks"]] == pytest.approx([8e9 / 2e10] * 2)
+    # the prediction adds the profile's per-message cost: on 2 devices a phase's busiest device has between half
+    # and all of its messages, and the link's own share is the model's for the real cluster (same network)
+    assert setup["predicted_message_overhead_s"] == 2e-3
+    extra = m["predicted"]["comm_s"] - rec["comm_s"]
+    assert 2e-3 * rec["messages"] / 2 - 1e-12 <= extra <= 2e-3 * rec["messages"] + 1e-12 and extra > 0, (extra, rec)
 
 
 def test_study_summary_judges_groups_by_their_spread_and_counts_repeatability():
@@ -407,9 +424,7 @@ def test_study_minutes_must_be_a_number_of_minutes(bad):
 
 @needs_testbed
 def test_a_completed_testbed_study_exits_0_though_its_record_has_no_plan(tmp_path):
-    prof = tmp_path / "profile"
-    prof.mkdir()
-    (prof / "cluster.yaml").write_text(_PROFILE)
+    prof = _profile(tmp_path)
     run_dir = tmp_path / "run"
     got = subprocess.run([sys.executable, "-m", "iopopt", "experiment=paper_measured", "testbed.study_minutes=0",
                           f"testbed.profile={prof}", f"hydra.run.dir={run_dir}"], capture_output=True, text=True,

@@ -16,7 +16,7 @@ from typing import Any
 
 from .configs import ConfigError
 
-__all__ = ["EXECUTORS", "check_executor", "measure"]
+__all__ = ["EXECUTORS", "check_executor", "measure", "testbed_reference"]
 
 EXECUTORS = ("distributed", "testbed")
 _KEYS = frozenset({"profile", "warmup", "repeats", "timeout_s", "run_timeout_s", "cores", "study_minutes"})
@@ -45,10 +45,14 @@ def check_executor(settings: dict) -> str | None:
     return ex
 
 
-def _core(tb: dict):
+def testbed_reference(profile: str = "latest"):
+    """What the testbed emulates devices against, from an ``iopopt profile`` (``latest`` or a directory): the
+    profiled core, and this machine's cost of one message between ranks (the profile's network ``latency_s``),
+    which the testbed's prediction adds to every message."""
     from .configs import build_cluster
+    from .targets import build_network
 
-    return build_cluster({"profile": tb.get("profile", "latest")}).devices[0]
+    return build_cluster({"profile": profile}).devices[0], build_network({"profile": profile}).latency_s
 
 
 def measure(executor: str, settings: dict, problem, program, module) -> dict[str, Any]:
@@ -56,7 +60,9 @@ def measure(executor: str, settings: dict, problem, program, module) -> dict[str
     from ..exec.testbed.measure import measure_programs
 
     tb = dict(settings.get("testbed") or {})
-    core = _core(tb) if executor == "testbed" else None
     opts = {k: tb[k] for k in ("warmup", "repeats", "timeout_s", "run_timeout_s", "cores") if tb.get(k) is not None}
+    core = None
+    if executor == "testbed":
+        core, opts["message_overhead_s"] = testbed_reference(tb.get("profile", "latest"))
     records, setup = measure_programs(problem, [program], module, executor, core=core, **opts)
     return {"executor": executor, **records[0], "setup": setup}

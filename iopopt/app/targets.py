@@ -55,8 +55,9 @@ def build_network(cfg):
             _positive_number(f"network.{key}", value)
     for i, b in enumerate(settings.get("device_bandwidths") or ()):
         _positive_number(f"network.device_bandwidths[{i}]", b)
-    if "latency_s" in settings:
-        _positive_number("network.latency_s", settings["latency_s"], allow_zero=True)
+    for key in ("latency_s", "message_overhead_s"):
+        if key in settings:
+            _positive_number(f"network.{key}", settings[key], allow_zero=True)
     try:
         return cls(**settings)
     except (TypeError, ValueError) as exc:

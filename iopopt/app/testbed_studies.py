@@ -26,6 +26,7 @@ from ..results.io import write_json_atomic
 from ..results.records import RESULT_FILE, base_record, error_record
 from .configs import build_cluster
 from .context import JobContext
+from .measure import testbed_reference
 from .targets import build_network
 
 __all__ = ["fidelity_configs", "paper_configs", "run_testbed_study", "PAPER_SOLVERS"]
@@ -99,8 +100,8 @@ def run_testbed_study(study: str, cfg, settings: dict, ctx: JobContext, started:
     dest = out / study
     tb = dict(settings.get("testbed") or {})
     f = dict(settings.get("fidelity") or {})
-    core = build_cluster({"profile": tb.get("profile", "latest")}).devices[0]
-    opts = {"passes": 2, "repeats": int(f.get("repeats") or tb.get("repeats") or 3),
+    core, overhead = testbed_reference(tb.get("profile", "latest"))
+    opts = {"passes": 2, "message_overhead_s": overhead, "repeats": int(f.get("repeats") or tb.get("repeats") or 3),
             "warmup": int(f.get("warmup") or tb.get("warmup") or 1), "timeout_s": float(tb.get("timeout_s") or 300),
             "stop_after_s": None if tb.get("study_minutes") is None else float(tb["study_minutes"]) * 60}
     try:

@@ -19,6 +19,15 @@ of edge terms:
   what arrives on its link. Each is at most the phase's duration, but a
   device may send and receive at once (full duplex), so transmit plus receive
   may exceed it.
+
+Both models also take ``message_overhead_s``: an endpoint's own work per
+message (its software stack, waking the thread that waits for it; LogP's
+*o*), which the devices pay in parallel, each for the messages it sends or
+receives, and which does not occupy the medium. A phase takes that times the
+most messages any one device sends or receives, on top of the medium's time.
+It is not radio time. It defaults to 0: the presets fold a host's cost into
+``latency_s``; the testbed's prediction sets it to what ``iopopt profile``
+measured for a message between ranks of this machine.
 """
 
 from __future__ import annotations
@@ -54,10 +63,18 @@ def _check(owner: str, name: str, value: object, allow_zero: bool = False) -> No
         raise ValueError(f"{owner}: {bad}")
 
 
+def _most_per_device(messages: Sequence[Message]) -> int:
+    """The most messages any one device sends, or receives, in ``messages``."""
+    sent = Counter(m.src for m in messages)
+    recv = Counter(m.dst for m in messages)
+    return max(max(sent.values(), default=0), max(recv.values(), default=0))
+
+
 class NetworkModel(ABC):
     """Maps the messages of one communication phase to a duration in seconds."""
 
     name: str = "network"
+    message_overhead_s: float = 0.0
 
     @abstractmethod
     def phase_time(self, messages: Sequence[Message]) -> float:
@@ -80,20 +97,28 @@ class NetworkModel(ABC):
 class SharedNetwork(NetworkModel):
     """One collision domain (e.g. Wi-Fi): transfers serialize.
 
-    T = Σ_m (latency_s + nbytes_m / bandwidth_bytes_per_s)
+    T = Σ_m (latency_s + nbytes_m / bandwidth_bytes_per_s) + message_overhead_s · max_d msgs_d
+
+    >>> SharedNetwork(100.0, 0.5).phase_time([Message(0, 1, 100), Message(2, 1, 50)])
+    2.5
+    >>> SharedNetwork(100.0, 0.5, message_overhead_s=0.25).phase_time([Message(0, 1, 100), Message(2, 1, 50)])
+    3.0
     """
 
     bandwidth_bytes_per_s: float
     latency_s: float = 0.0
     name: str = "shared"
+    message_overhead_s: float = 0.0
 
     def __post_init__(self):
         _check("SharedNetwork", "bandwidth_bytes_per_s", self.bandwidth_bytes_per_s)
         _check("SharedNetwork", "latency_s", self.latency_s, allow_zero=True)
+        _check("SharedNetwork", "message_overhead_s", self.message_overhead_s, allow_zero=True)
 
     def phase_time(self, messages: Sequence[Message]) -> float:
         total = sum(m.nbytes for m in messages)
-        return len(messages) * self.latency_s + total / self.bandwidth_bytes_per_s
+        hosts = self.message_overhead_s * _most_per_device(messages) if self.message_overhead_s else 0.0
+        return len(messages) * self.latency_s + total / self.bandwidth_bytes_per_s + hosts
 
     def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The sender transmits and the receiver receives for each message's airtime, ``latency_s + nbytes / B``.
@@ -113,9 +138,9 @@ class SharedNetwork(NetworkModel):
 class SwitchedNetwork(NetworkModel):
     """Full-duplex link per device to a switch.
 
-    T = latency_s · max_d msgs_d + max_d max(sent_d, recv_d) / B_d, where
-    msgs_d = max(messages sent by d, messages received by d) and B_d is the
-    device's link bandwidth (``device_bandwidths`` or the common
+    T = (latency_s + message_overhead_s) · max_d msgs_d + max_d max(sent_d, recv_d) / B_d,
+    where msgs_d = max(messages sent by d, messages received by d) and B_d is
+    the device's link bandwidth (``device_bandwidths`` or the common
     ``bandwidth_bytes_per_s``).
     """
 
@@ -123,10 +148,12 @@ class SwitchedNetwork(NetworkModel):
     latency_s: float = 0.0
     device_bandwidths: tuple[float, ...] | None = None
     name: str = "switched"
+    message_overhead_s: float = 0.0
 
     def __post_init__(self):
         _check("SwitchedNetwork", "bandwidth_bytes_per_s", self.bandwidth_bytes_per_s)
         _check("SwitchedNetwork", "latency_s", self.latency_s, allow_zero=True)
+        _check("SwitchedNetwork", "message_overhead_s", self.message_overhead_s, allow_zero=True)
         if self.device_bandwidths is not None:
             object.__setattr__(self, "device_bandwidths", tuple(self.device_bandwidths))
             for i, b in enumerate(self.device_bandwidths):
@@ -152,7 +179,7 @@ class SwitchedNetwork(NetworkModel):
         devices = set(sent_n) | set(recv_n)
         msgs = max(max(sent_n[d], recv_n[d]) for d in devices)
         transfer = max(max(sent_b[d], recv_b[d]) / self._bw(d) for d in devices)
-        return self.latency_s * msgs + transfer
+        return (self.latency_s + self.message_overhead_s) * msgs + transfer
 
     def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """A device transmits ``latency_s + nbytes / B_d`` per message it sends on its link, receives likewise.

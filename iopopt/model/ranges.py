@@ -25,6 +25,7 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "bandwidth_bytes_per_s": (1.0, 1e13, "bytes/s"),
     "device_bandwidths": (1.0, 1e13, "bytes/s"),
     "latency_s": (0.0, 3600.0, "s"),
+    "message_overhead_s": (0.0, 3600.0, "s"),
     "op_overhead_s": (0.0, 3600.0, "s"),
     "memory_bytes": (1.0, 1e18, "bytes"),
     "active_power_w": (0.0, 1e6, "W"),

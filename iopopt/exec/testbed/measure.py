@@ -6,10 +6,17 @@ timed inferences of the slowest rank), per rank compute and communication
 time, bytes and messages sent, measured peak memory; the cost model's
 prediction for the cluster the testbed emulates (:func:`emulated_cluster`)
 beside it; and how ranks were limited and links shaped.
+
+The prediction prices each message as the network preset says plus this
+machine's own cost of a message between two ranks (``message_overhead_s``,
+the loaded exchange ``iopopt profile`` measured: gloo's work and the wait
+for its I/O thread), which the testbed's ranks pay on top of the emulated
+link; see :class:`~iopopt.network.SharedNetwork`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -18,6 +25,7 @@ from torch import nn
 from ...compile.program import Program, compile_plan
 from ...cost.evaluate import evaluate_program
 from ...model.cluster import Device
+from ...model.network import SharedNetwork, SwitchedNetwork
 from ...model.problem import Problem
 from ..distributed import DistributedExecutor, DistributedTrace, Job, check_trace
 from .devices import emulated_cluster, testbed_spec
@@ -26,7 +34,8 @@ from .executor import TestbedExecutor
 __all__ = ["measure_programs", "MEASURE_DEFAULTS"]
 
 #: Defaults of the measurement settings (the app's ``testbed:`` block).
-MEASURE_DEFAULTS = {"warmup": 1, "repeats": 5, "timeout_s": 120.0, "run_timeout_s": None, "cores": None}
+MEASURE_DEFAULTS = {"warmup": 1, "repeats": 5, "timeout_s": 120.0, "run_timeout_s": None, "cores": None,
+                    "message_overhead_s": 0.0}
 
 
 def _record(trace: DistributedTrace, program: Program, module: nn.Module, predicted, names: list[str]) -> dict:
@@ -76,7 +85,9 @@ def measure_programs(problem: Problem, programs: Sequence[Program], module: nn.M
 
     ``core``: the profiled core the testbed's CPU fractions are relative to
     (required for ``testbed``). ``settings``: ``warmup``, ``repeats``,
-    ``timeout_s``, ``run_timeout_s``, ``cores`` (CPU budget; default: all).
+    ``timeout_s``, ``run_timeout_s``, ``cores`` (CPU budget; default: all),
+    ``message_overhead_s`` (this machine's per-message cost, added to the
+    network's in the testbed's prediction; the profile's network ``latency_s``).
     Returns one record per Program and the setup (the testbed's description,
     the CPU scale, the emulated devices).
     """
@@ -92,10 +103,14 @@ def measure_programs(problem: Problem, programs: Sequence[Program], module: nn.M
         ex = TestbedExecutor(spec, **opts)
         traces = ex.run_many(jobs, seed=seed)
         emu = emulated_cluster(problem.cluster, core, spec.cpu_fractions)
-        emu_problem = Problem(problem.graph, emu, problem.network, name=f"{problem.name}@testbed")
+        overhead = float(s["message_overhead_s"])
+        assert isinstance(problem.network, (SharedNetwork, SwitchedNetwork))  # testbed_spec refused the rest
+        net = dataclasses.replace(problem.network, message_overhead_s=problem.network.message_overhead_s + overhead)
+        emu_problem = Problem(problem.graph, emu, net, name=f"{problem.name}@testbed")
         predicted = [evaluate_program(compile_plan(emu_problem, p.plan)) for p in programs]
         setup = {"executor": "testbed", **(ex.description or {}), "cpu_scale": scale,
                  "core": {"flops_per_s": core.flops_per_s, "op_overhead_s": core.op_overhead_s},
+                 "predicted_message_overhead_s": overhead,
                  "emulated_flops_per_s": [d.flops_per_s for d in emu.devices]}
     elif executor == "distributed":
         dx = DistributedExecutor(problem.k, threads=1, **opts)
