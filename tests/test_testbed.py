@@ -259,6 +259,17 @@ def _app(tmp_path, *overrides):
     return run(cfg, JobContext(output_dir=tmp_path, choices={}))
 
 
+def test_the_testbed_reference_is_the_profiles_core_and_its_message_cost(tmp_path, caplog):
+    from iopopt.app.measure import testbed_reference
+
+    prof = _profile(tmp_path)
+    core, overhead = testbed_reference(str(prof))
+    assert (core.flops_per_s, core.op_overhead_s, overhead) == (2e10, 1e-5, 2e-3)
+    (prof / "network.yaml").unlink()  # a profile made with --no-network: said, and messages priced by the preset
+    assert testbed_reference(str(prof))[1] == 0.0
+    assert any("no network.yaml" in r.getMessage() for r in caplog.records)
+
+
 def test_app_refuses_an_unknown_executor_in_one_line(tmp_path):
     from iopopt.app.configs import ConfigError
 

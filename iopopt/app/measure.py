@@ -48,11 +48,20 @@ def check_executor(settings: dict) -> str | None:
 def testbed_reference(profile: str = "latest"):
     """What the testbed emulates devices against, from an ``iopopt profile`` (``latest`` or a directory): the
     profiled core, and this machine's cost of one message between ranks (the profile's network ``latency_s``),
-    which the testbed's prediction adds to every message."""
+    which the testbed's prediction adds to every message; 0 (logged) for a profile made with ``--no-network``."""
+    import logging
+
+    from ..studies.profile.presets import resolve_profile
     from .configs import build_cluster
     from .targets import build_network
 
-    return build_cluster({"profile": profile}).devices[0], build_network({"profile": profile}).latency_s
+    core = build_cluster({"profile": profile}).devices[0]
+    if not (resolve_profile(profile) / "network.yaml").is_file():
+        logging.getLogger(__name__).warning(
+            "profile %s has no network.yaml (made with --no-network): the testbed's prediction prices messages "
+            "by the network preset alone", profile)
+        return core, 0.0
+    return core, build_network({"profile": profile}).latency_s
 
 
 def measure(executor: str, settings: dict, problem, program, module) -> dict[str, Any]:
