@@ -227,6 +227,17 @@ def test_result_json_has_the_design_keys(tmp_path):
     assert run_in(tmp_path / "c", "model=tiny_residual", "network=wifi_10mbps")["instance"] != rec["instance"]
 
 
+def test_a_networks_message_overhead_is_recorded_keys_its_instance_and_costs_each_message(tmp_path):
+    base = run_in(tmp_path / "a", "model=tiny_residual", "solver=coedge", "network=ethernet_1g")
+    rec = run_in(tmp_path / "b", "model=tiny_residual", "solver=coedge", "network=ethernet_1g",
+                 "+network.message_overhead_s=1e-3")
+    assert (base["network_message_overhead_s"], rec["network_message_overhead_s"]) == (0.0, 1e-3)
+    assert rec["instance"] != base["instance"] and rec["strategies"] == base["strategies"]
+    # the same plan: each phase grows by 1 ms times its busiest device's messages, between 1/k and all of them
+    extra, n, k = rec["comm_s"] - base["comm_s"], base["messages"], base["k"]
+    assert n > 0 and 1e-3 * n / k - 1e-12 <= extra <= 1e-3 * n + 1e-12, (extra, n, k)
+
+
 def test_result_json_with_verify(tmp_path):
     rec = run_in(tmp_path, "model=tiny_chain", "solver=greedy_iop", "verify=true")
     assert set(rec["verify"]) == set(VERIFY_KEYS)

@@ -58,7 +58,7 @@ RESULT_KEYS = (
 )
 #: Extras: ``instance`` (pairing key ``model|cluster|network#hash``), ``study``,
 #: ``k`` (devices), ``split``, ``network_kind``, ``bandwidth_bytes_per_s``,
-#: ``network_latency_s``, ``n_nodes``, ``total_flops``, ``input_shape``,
+#: ``network_latency_s``, ``network_message_overhead_s``, ``n_nodes``, ``total_flops``, ``input_shape``,
 #: ``gap`` (the solver's own (objective − bound)/objective), ``memory_fits``,
 #: ``solver_extra`` (the solver's extra dict), ``error_type``, ``job`` (Hydra
 #: job number or null), ``overrides`` (the job's command-line overrides),
@@ -76,6 +76,7 @@ EXTRA_KEYS = (
     "network_kind",
     "bandwidth_bytes_per_s",
     "network_latency_s",
+    "network_message_overhead_s",
     "n_nodes",
     "total_flops",
     "input_shape",
@@ -111,6 +112,7 @@ def base_record(names: Mapping[str, Any], problem=None, extras: Mapping[str, Any
             network_kind=type(net).__name__,
             bandwidth_bytes_per_s=getattr(net, "bandwidth_bytes_per_s", None),
             network_latency_s=getattr(net, "latency_s", None),
+            network_message_overhead_s=getattr(net, "message_overhead_s", None),
             n_nodes=len(problem.graph),
             total_flops=problem.graph.total_flops,
             input_shape=list(problem.graph[problem.graph.input_name].out_shape),
