@@ -268,6 +268,10 @@ def test_the_testbed_reference_is_the_profiles_core_and_its_message_cost(tmp_pat
     (prof / "network.yaml").unlink()  # a profile made with --no-network: said, and messages priced by the preset
     assert testbed_reference(str(prof))[1] == 0.0
     assert any("no network.yaml" in r.getMessage() for r in caplog.records)
+    from iopopt.app.configs import ConfigError
+
+    with pytest.raises(ConfigError, match=r"testbed\.profile .*nowhere.* does not exist; valid: 'latest'"):
+        testbed_reference(str(tmp_path / "nowhere"))
 
 
 def test_app_refuses_an_unknown_executor_in_one_line(tmp_path):

@@ -55,13 +55,17 @@ def testbed_reference(profile: str = "latest"):
     from .configs import build_cluster
     from .targets import build_network
 
-    core = build_cluster({"profile": profile}).devices[0]
-    if not (resolve_profile(profile) / "network.yaml").is_file():
+    try:  # one directory for both figures, even if a newer profile lands meanwhile
+        where = resolve_profile(profile)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"testbed.profile {exc}") from None
+    core = build_cluster({"profile": str(where)}).devices[0]
+    if not (where / "network.yaml").is_file():
         logging.getLogger(__name__).warning(
             "profile %s has no network.yaml (made with --no-network): the testbed's prediction prices messages "
-            "by the network preset alone", profile)
+            "by the network preset alone", where)
         return core, 0.0
-    return core, build_network({"profile": profile}).latency_s
+    return core, build_network({"profile": str(where)}).latency_s
 
 
 def measure(executor: str, settings: dict, problem, program, module) -> dict[str, Any]:

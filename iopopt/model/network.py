@@ -167,19 +167,13 @@ class SwitchedNetwork(NetworkModel):
     def phase_time(self, messages: Sequence[Message]) -> float:
         if not messages:
             return 0.0
-        sent_n: Counter[int] = Counter()
-        recv_n: Counter[int] = Counter()
         sent_b: Counter[int] = Counter()
         recv_b: Counter[int] = Counter()
         for m in messages:
-            sent_n[m.src] += 1
-            recv_n[m.dst] += 1
             sent_b[m.src] += m.nbytes
             recv_b[m.dst] += m.nbytes
-        devices = set(sent_n) | set(recv_n)
-        msgs = max(max(sent_n[d], recv_n[d]) for d in devices)
-        transfer = max(max(sent_b[d], recv_b[d]) / self._bw(d) for d in devices)
-        return (self.latency_s + self.message_overhead_s) * msgs + transfer
+        transfer = max(max(sent_b[d], recv_b[d]) / self._bw(d) for d in sent_b.keys() | recv_b.keys())
+        return (self.latency_s + self.message_overhead_s) * _most_per_device(messages) + transfer
 
     def radio_s(self, messages: Sequence[Message], k: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """A device transmits ``latency_s + nbytes / B_d`` per message it sends on its link, receives likewise.
