@@ -51,9 +51,9 @@ def calibrate_overhead(out: Path, core) -> dict:
     import json
     import statistics
 
-    from iopopt.studies.testbed_study import summarize
+    from iopopt.studies.testbed_study import load_points, summarize
 
-    rows = [json.loads(x) for x in (out / "points.jsonl").read_text().splitlines() if x.strip()]
+    rows = load_points(out / "points.jsonl")
     steps = {m: _steps(m) for m in {r["model"] for r in rows}}
     host_f = {}
     for c in fidelity_configs(sorted(steps)) + paper_configs():
@@ -85,8 +85,10 @@ def plot(out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from iopopt.studies.testbed_study import load_points
+
     src = out / "points_calibrated.jsonl"
-    rows = [json.loads(x) for x in (src if src.exists() else out / "points.jsonl").read_text().splitlines() if x]
+    rows = load_points(src if src.exists() else out / "points.jsonl")
     cal = json.loads((out / "summary.json").read_text()).get("model_calibrated")
     fig, axes = plt.subplots(1, 2 if cal else 1, figsize=(11 if cal else 6, 5), squeeze=False)
     models = sorted({r["model"] for r in rows})

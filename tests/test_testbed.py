@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -306,16 +307,35 @@ def test_study_summary_judges_groups_by_their_spread_and_counts_repeatability():
 
     def row(model, plan, meas, pred, again):
         return {"model": model, "cluster": "c", "network": "n", "plan": plan, "measured_s": meas,
-                "predicted_s": pred, "measured_again_s": [again]}
+                "predicted_s": pred, "measured_passes_s": [meas, again]}
 
     rows = [row("a", "p0", 1.0, 1.1, 1.05), row("a", "p1", 2.0, 1.9, 2.5), row("a", "p2", 3.0, 3.3, 3.0),
             row("b", "p0", 1.0, 2.0, 1.0), row("b", "p1", 1.1, 1.0, 1.1), row("b", "p2", 1.2, 3.0, 1.2)]
     s = summarize(rows)
+    assert s["measured"] == "per plan the median of its 2 testbed passes"
     a, b = s["groups"]
     assert a["judged"] and a["spearman"] == pytest.approx(1.0) and a["mdape"] == pytest.approx(0.1)
     assert not b["judged"] and b["meets_0.8"] is None  # spread 1.2 < 1.3
     assert s["groups_judged"] == 1 and s["groups_meeting_0.8"] == 1
     assert s["repeatability"]["median_abs_diff"] == pytest.approx(0.0) and s["repeatability"]["within_10pct"] == 5
+
+
+def test_a_plans_measured_figure_is_the_median_of_its_passes_also_in_points_written_before_the_passes_were_kept(
+        tmp_path):
+    from iopopt.studies.testbed_study import load_points, summarize
+
+    old = {"model": "a", "cluster": "c", "network": "n", "plan": "p0", "measured_s": 1.0, "measured_again_s": [1.5],
+           "predicted_s": 1.2}
+    new = dict(old, plan="p1", measured_s=2.0, measured_passes_s=[1.0, 3.0, 2.0])
+    del new["measured_again_s"]
+    (tmp_path / "points.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(new) + "\n")
+    a, b = load_points(tmp_path / "points.jsonl")
+    assert (a["measured_s"], a["measured_passes_s"], "measured_again_s" in a) == (1.25, [1.0, 1.5], False)
+    assert (b["measured_s"], b["measured_passes_s"]) == (2.0, [1.0, 3.0, 2.0])
+    s = summarize([a, b])  # repeatability is the first two passes apart: 50 % and 200 %
+    assert s["repeatability"]["median_abs_diff"] == pytest.approx(1.25) and s["repeatability"]["plans"] == 2
+    assert s["model"]["mdape"] == pytest.approx(statistics.median([abs(1.2 / 1.25 - 1), abs(1.2 / 2.0 - 1)]))
+    assert s["measured"] == "per plan the median of its 2/3 testbed passes"
 
 
 def test_the_testbed_experiments_compose():
@@ -425,6 +445,25 @@ def test_a_study_stops_starting_configurations_after_its_time_and_says_how_to_re
     rows, _ = _run([cfg], tmp_path, Device("core", 1e10), said.append, stop_after_s=0.0)
     assert rows == [] and not (tmp_path / "points.jsonl").exists()
     assert len(said) == 1 and "resumes from" in said[0] and str(tmp_path / "points.jsonl") in said[0]
+
+
+@needs_testbed
+def test_a_fidelity_study_on_the_testbed_measures_each_plan_in_every_pass_and_judges_their_median(tmp_path):
+    from iopopt.studies.testbed_study import Config, load_points, run_fidelity
+
+    cfg = Config("synthetic", "c2", Cluster.homogeneous(2, 2e9), "eth", SwitchedNetwork(12.5e6, 1e-3))
+    s = run_fidelity([cfg], tmp_path, Device("core", 2e10), lambda _: None, solvers=("single",), randoms=1,
+                     passes=2, repeats=1, warmup=0, timeout_s=60, message_overhead_s=1e-3)
+    rows = load_points(tmp_path / "points.jsonl")
+    assert [r["plan"] for r in rows] == ["single", "random0"] and all(r["output_ok"] for r in rows)
+    for r in rows:
+        assert len(r["measured_passes_s"]) == 2 and min(r["measured_passes_s"]) > 0
+        assert r["measured_s"] == pytest.approx(sum(r["measured_passes_s"]) / 2)
+    assert rows[1]["messages"] > 0 and rows[0]["messages"] == 0  # the random plan splits; single does not
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["n"] == s["n"] == 2 and saved["repeatability"]["plans"] == 2
+    assert saved["testbed"]["network"]["topology"] == "switched"
+    assert saved["testbed"]["predicted_message_overhead_s"] == 1e-3
 
 
 @pytest.mark.parametrize("bad", ["soon", "-1", "true"])
