@@ -450,3 +450,20 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
     for r in rows:
         assert float(r["predicted_s"]) == pytest.approx(expected[r["node"]], rel=1e-9)
         assert float(r["measured_s"]) > 0
+
+
+def test_the_profiles_message_cost_is_the_median_of_its_exchange_rounds():
+    """Each rank times the ring exchange in EXCHANGE_ROUNDS rounds and reports their median; a round's mean
+    moves a lot on a shared machine, so one slow or fast round does not set the figure."""
+    import statistics
+
+    from iopopt.exec.distributed.launcher import launch
+    from iopopt.studies.profile.bench import EXCHANGE_ROUNDS, _rank_bench
+
+    per_rank = launch(_rank_bench, 2, ((4, 1024), 3, 0.05, 5), threads=1, timeout_s=60, run_timeout_s=120)
+    for r in per_rank:
+        for key in ("exchange_loaded", "exchange_idle"):
+            rounds = r[f"{key}_rounds"][2]
+            assert len(rounds) == EXCHANGE_ROUNDS and all(t > 0 for t in rounds)
+            assert r[key][2] == statistics.median(rounds)
+    assert set(per_rank[0]["pingpong"]) == {4, 1024}

@@ -58,7 +58,7 @@ from ...exec.distributed.launcher import launch
 from .._progress import Progress
 from ..opfit.measure import drift, large_copy, reference_times
 from ..opfit.report import DRIFT_WARN
-from .bench import CONV_SET, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
+from .bench import CONV_SET, EXCHANGE_ROUNDS, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
 from .calibration import CALIBRATION_NETS
 from .fit import fit_roofline
 from .kinds import STANDALONE_STAGES, measure_samples, standalone
@@ -213,6 +213,10 @@ def run_profile(
             "concurrent_flops_per_s": {str(n): v for n, v in per_n("throughput").items()},
             "exchange_loaded_s": loaded,
             "exchange_idle_s": {str(n): v for n, v in per_n("exchange_idle").items()},
+            "exchange_rounds": EXCHANGE_ROUNDS,
+            "exchange_loaded_rounds_s": {str(n): [r["exchange_loaded_rounds"][n] for r in per_rank
+                                                  if n in r["exchange_loaded_rounds"]]
+                                         for n in per_n("exchange_loaded")},
             "pingpong": {str(k): v for k, v in pingpong.items()},
             "network_fit": fit_rows,
             "pingpong_latency_s": alpha,

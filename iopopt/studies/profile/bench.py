@@ -114,6 +114,9 @@ def op_overhead(repeats: int = 200) -> dict:
 #: The conv each rank runs between two messages in the loaded-exchange benchmark (~1 ms at 1 thread).
 _LOADED_CONV = (32, 48, 96)
 _LOADED_BYTES = 12288
+#: Rounds of the ring exchange; its figure is the median of the rounds' means. One round's mean moves by a factor
+#: of up to 5 between rounds seconds apart on a shared virtual machine (0.26-1.54 ms seen on 2026-12-03).
+EXCHANGE_ROUNDS = 5
 
 
 def _throughput_loop(seconds: float, convs=CONV_SET) -> float:
@@ -159,11 +162,13 @@ def _ring_exchange(rank: int, n: int, iters: int, compute: bool) -> float:
 
 def _rank_bench(rank: int, world: int, sizes, reps: int, conv_seconds: float, exchange_iters: int, where):
     """Ping-pong between ranks 0 and 1; then, for n = 2 and n = world ranks at once: conv throughput
-    (wall-clock FLOP/s over ``conv_seconds``) and the mean time of a ring exchange of 12 KiB messages, with
-    and without a ~1 ms conv on every rank between two exchanges. Idle ranks wait at the barriers."""
+    (wall-clock FLOP/s over ``conv_seconds``) and the time of a ring exchange of 12 KiB messages, with and
+    without a ~1 ms conv on every rank between two exchanges: the median over ``EXCHANGE_ROUNDS`` rounds of
+    the mean over ``exchange_iters`` exchanges (each round's mean kept too). Idle ranks wait at the barriers."""
     import torch.distributed as dist
 
-    result = {"rank": rank, "throughput": {}, "exchange_loaded": {}, "exchange_idle": {}}
+    result = {"rank": rank, "throughput": {}, "exchange_loaded": {}, "exchange_idle": {}, "exchange_loaded_rounds": {},
+              "exchange_idle_rounds": {}}
     pair = dist.new_group([0, 1]) if world > 2 else None  # collective: every rank creates it
     dist.barrier()
     if rank < 2 and world >= 2:
@@ -199,7 +204,9 @@ def _rank_bench(rank: int, world: int, sizes, reps: int, conv_seconds: float, ex
             dist.barrier()
             where.text = f"ring exchange with {n} ranks (compute={compute})"
             if rank < n and n >= 2:
-                result[key][n] = _ring_exchange(rank, n, exchange_iters, compute)
+                rounds = [_ring_exchange(rank, n, exchange_iters, compute) for _ in range(EXCHANGE_ROUNDS)]
+                result[key][n] = statistics.median(rounds)
+                result[f"{key}_rounds"][n] = rounds
     dist.barrier()
     return result
 
