@@ -214,9 +214,8 @@ def run_profile(
             "exchange_loaded_s": loaded,
             "exchange_idle_s": {str(n): v for n, v in per_n("exchange_idle").items()},
             "exchange_rounds": EXCHANGE_ROUNDS,
-            "exchange_loaded_rounds_s": {str(n): [r["exchange_loaded_rounds"][n] for r in per_rank
-                                                  if n in r["exchange_loaded_rounds"]]
-                                         for n in per_n("exchange_loaded")},
+            **{f"{key}_rounds_s": {str(n): [r[f"{key}_rounds"][n] for r in per_rank if n in r[f"{key}_rounds"]]
+                                   for n in per_n(key)} for key in ("exchange_loaded", "exchange_idle")},
             "pingpong": {str(k): v for k, v in pingpong.items()},
             "network_fit": fit_rows,
             "pingpong_latency_s": alpha,
