@@ -415,6 +415,8 @@ def test_calibration_rounds_interleave_with_the_callers():
     samples = measure_samples(repeats=1, warmup=0, rounds=2, between_rounds=calls.append)
     assert calls == [0, 1]
     assert {s["kind"] for s in samples} >= {"conv", "pwconv", "dwconv", "linear", "act", "bn", "maxpool", "cat"}
+    for s in samples:  # every round kept, the sample's time the least of them
+        assert len(s["rounds_s"]) == 2 and s["time_s"] == min(s["rounds_s"])
 
 
 def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
@@ -428,7 +430,7 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
 
     out = tmp_path / "fit"
     proc = subprocess.run([str(Path(sys.executable).parent / "iopopt"), "opfit", "--profile", "fresh", "--models",
-                           "tiny_chain", "--rounds", "1", "--repeats", "1", "--warmup", "0", "--out", str(out)],
+                           "tiny_chain", "--rounds", "3", "--repeats", "1", "--warmup", "0", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     cluster, network = load_presets(out / "profile", network=False)
@@ -440,7 +442,7 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
     # the drift within the run is the profile's own reference kernels, which bracket the models' rounds too
     assert meta["reference_s"] == prof["reference_s"] and meta["reference_drift_in_run"] == prof["reference_drift"]
     copies = prof["standalone"]["copy_rounds"]  # one DRAM copy per calibration round and one at the end
-    assert len(copies) == 2 and prof["standalone"]["copy"] == max(copies, key=lambda c: c["bytes_per_s"])
+    assert len(copies) == 4 and prof["standalone"]["copy"] == max(copies, key=lambda c: c["bytes_per_s"])
     assert prof["device"]["dram_bytes_per_s"] == prof["standalone"]["copy"]["bytes_per_s"]
     module, shape = iopopt.zoo.build("tiny_chain")
     expected = predict_ops(iopopt.trace(module, shape, name="tiny_chain"), cluster.devices[0])
@@ -449,7 +451,8 @@ def test_opfit_with_a_fresh_profile_writes_it_and_predicts_with_it(tmp_path):
     assert {r["node"] for r in rows} == set(expected)
     for r in rows:
         assert float(r["predicted_s"]) == pytest.approx(expected[r["node"]], rel=1e-9)
-        assert float(r["measured_s"]) > 0
+        rounds = [float(t) for t in r["rounds_s"].split()]  # each round's time kept, the measured one the least
+        assert len(rounds) == 3 and float(r["measured_s"]) == pytest.approx(min(rounds), rel=1e-5)
 
 
 def test_the_profiles_message_cost_is_the_median_of_its_exchange_rounds():
@@ -467,3 +470,12 @@ def test_the_profiles_message_cost_is_the_median_of_its_exchange_rounds():
             assert len(rounds) == EXCHANGE_ROUNDS and all(t > 0 for t in rounds)
             assert r[key][2] == statistics.median(rounds)
     assert set(per_rank[0]["pingpong"]) == {4, 1024}
+
+
+def test_an_operators_time_is_the_least_of_its_rounds():
+    """least_round: the least disturbed round (load only slows a kernel); no rounds is an error, not a zero."""
+    from iopopt.studies.opfit.measure import least_round
+
+    assert least_round([3e-3, 1e-3, 2e-3]) == 1e-3
+    with pytest.raises(ValueError, match="no rounds"):
+        least_round([])

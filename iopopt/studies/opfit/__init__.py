@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ...results.io import write_text_atomic
 from .._progress import Progress
-from .measure import CLOCKS, drift, forward_time, predict_ops, reference_times, time_ops
+from .measure import CLOCKS, ROUNDS, drift, forward_time, least_round, predict_ops, reference_times, time_ops
 from .report import NO_REFERENCE, drift_line, plot, summarize, write_csv, write_markdown
 
 __all__ = ["run_opfit", "main", "time_ops", "predict_ops", "forward_time", "summarize"]
@@ -56,11 +56,12 @@ def _bound(device, kind: str, flops: float, nbytes: float) -> str:
 
 
 def run_opfit(models: Sequence[str], device, repeats: int = 11, warmup: int = 3, clock: str = "cpu",
-              rounds: int = 3, progress=None) -> tuple[list[dict], dict[str, float]]:
+              rounds: int = ROUNDS, progress=None) -> tuple[list[dict], dict[str, float]]:
     """Per-operator rows (measured and predicted) for zoo ``models`` on ``device``, and each model's torch forward.
 
     The models are timed ``rounds`` times in turn (``repeats`` passes each); an operator's measured time is
-    the median of its per-round medians, so a burst of load on a shared machine spoils one round, not a model.
+    the least of its per-round medians (:func:`~iopopt.studies.opfit.measure.least_round`), so a burst of load
+    on a shared machine spoils some rounds, not a model.
     """
     timing = ModelTiming(models, repeats, warmup, clock, progress)
     for _ in range(rounds):
@@ -103,15 +104,12 @@ class ModelTiming:
                                                      clock=self.clock))
 
     def forwards(self) -> dict[str, float]:
-        """Each model's unsplit torch forward: the median over rounds."""
-        import statistics
-
-        return {name: statistics.median(v) for name, v in self._forwards.items()}
+        """Each model's unsplit torch forward: the least of its per-round medians, like the operators'."""
+        return {name: least_round(v) for name, v in self._forwards.items()}
 
     def rows(self, device) -> list[dict]:
-        """One row per operator: measured (median of its per-round medians) and ``device``'s prediction."""
-        import statistics
-
+        """One row per operator: measured (the least of its per-round medians, each kept in ``rounds_s``) and
+        ``device``'s prediction."""
         from ...compile.terms import terms
         from ...model.cluster import Cluster, pricing_kind
         from ...model.network import SwitchedNetwork
@@ -129,7 +127,8 @@ class ModelTiming:
                              "bytes": term.moved_bytes[0],
                              "bound": _bound(device, pricing_kind(str(op.kind), op.params), term.flops[0],
                                              term.moved_bytes[0]),
-                             "measured_s": statistics.median(self.per_round[(name, op.name)]),
+                             "measured_s": least_round(self.per_round[(name, op.name)]),
+                             "rounds_s": list(self.per_round[(name, op.name)]),
                              "predicted_s": predicted[op.name]})
         return rows
 
@@ -145,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "run, its calibration rounds interleaved with the models' (written to OUT/profile)")
     ap.add_argument("--out", default=None, help="output directory (default outputs/opfit/<stamp>)")
     ap.add_argument("--repeats", type=int, default=11, help="timed passes per model and round (median)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds over the models (median of per-round medians)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help=f"rounds over the models (an operator's time: the least of its per-round medians; "
+                         f"default {ROUNDS})")
     ap.add_argument("--warmup", type=int, default=3, help="untimed passes first")
     ap.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
                     help="this thread's CPU time (default; robust on a shared machine) or wall time")

@@ -7,6 +7,8 @@ every tensor freed after its last consumer), timing each operator with
 median of ``repeats`` timed ones per operator and of the per-pass totals.
 :func:`predict_ops` is the cost model's compute time of the same operators
 (the one-device ``host`` plan through :func:`iopopt.cost.evaluate`).
+Timed in rounds, an operator's figure is :func:`least_round`, the least of
+its per-round medians.
 :func:`reference_times` times two fixed kernels, a conv and a copy beyond the
 caches: ``iopopt profile`` records them, ``iopopt opfit`` times them again and
 reports how much faster or slower the machine ran than during the profile.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,13 +34,34 @@ from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
 
 __all__ = ["CLOCKS", "OpTimes", "time_ops", "predict_ops", "forward_time", "reference_times", "drift",
-           "steady_allocator", "timed", "large_copy"]
+           "steady_allocator", "timed", "large_copy", "least_round", "ROUNDS"]
 
 #: Clocks :func:`time_ops` can time with: wall time, or the calling thread's CPU time.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
 
 
 _STEADY: list[bool] = []
+
+
+#: Rounds ``iopopt profile`` and ``iopopt opfit`` time by default: the least of five is rarely a disturbed one.
+ROUNDS = 5
+
+
+def least_round(per_round: Sequence[float]) -> float:
+    """An operator's time from its per-round medians: the least of them.
+
+    Rounds are spread over the run so that a burst of load on a shared machine
+    reaches some of them, not all. Other work only ever slows a kernel (it
+    takes the caches, the memory bandwidth, the host's clock; time slicing is
+    left out by the CPU clock), so the least disturbed round is the figure
+    that repeats from run to run. ``iopopt profile`` fits its device to these
+    figures and ``iopopt opfit`` checks it against them, so both sides take the
+    same statistic (the testbed's time dilation also stretches a kernel's least
+    time).
+    """
+    if not per_round:
+        raise ValueError("least_round: no rounds")
+    return min(per_round)
 
 
 def steady_allocator() -> bool:

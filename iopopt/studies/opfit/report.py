@@ -53,9 +53,10 @@ def write_csv(rows: Sequence[dict], path: Path) -> None:
     cols = ["model", "node", "kind", "flops", "bytes", "bound", "measured_s", "predicted_s", "error"]
     fh = io.StringIO(newline="")
     w = csv.writer(fh)
-    w.writerow(cols)
+    w.writerow([*cols, "rounds_s"])
     for r in rows:
-        w.writerow([r[c] if c != "error" else r["predicted_s"] / r["measured_s"] - 1 for c in cols])
+        w.writerow([r[c] if c != "error" else r["predicted_s"] / r["measured_s"] - 1 for c in cols]
+                   + [" ".join(f"{t:.6g}" for t in r.get("rounds_s", ()))])
     write_text_atomic(path, fh.getvalue())
 
 
@@ -109,10 +110,10 @@ def write_markdown(path: Path, summary: dict, meta: dict) -> None:
         f"(`iopopt.exec.kernels.compute`, tensors freed after their last consumer, freed memory kept for reuse: "
         f"`iopopt.studies.opfit.measure.steady_allocator`), one torch thread, float32, "
         f"{meta.get('rounds', 1)} rounds over the models of {meta['warmup']} warm-up + {meta['repeats']} timed "
-        f"passes, {meta['clock']} clock; per operator the median of its per-round medians over passes, the "
-        f"total their sum. `torch forward` is the unsplit "
-        f"module's own forward (median, same clock), for reference. Predicted: the cost model's compute time of each "
-        f"operator in the one-device `host` plan (`iopopt.cost.evaluate`).",
+        f"passes, {meta['clock']} clock; per operator the least of its per-round medians over passes "
+        f"(each round in `opfit.csv`'s `rounds_s`), the total their sum. `torch forward` is the unsplit "
+        f"module's own forward (the same statistic, same clock), for reference. Predicted: the cost model's "
+        f"compute time of each operator in the one-device `host` plan (`iopopt.cost.evaluate`).",
         "",
         _drift_paragraph(meta),
         "",

@@ -56,7 +56,7 @@ import torch
 
 from ...exec.distributed.launcher import launch
 from .._progress import Progress
-from ..opfit.measure import drift, large_copy, reference_times
+from ..opfit.measure import ROUNDS, drift, large_copy, reference_times
 from ..opfit.report import DRIFT_WARN
 from .bench import CONV_SET, EXCHANGE_ROUNDS, PING_SIZES, _rank_bench, aggregate, bench_convs, fit_network, op_overhead
 from .calibration import CALIBRATION_NETS
@@ -136,7 +136,7 @@ def run_profile(
     devices: int = 1,
     clock: str = "cpu",
     network: bool = True,
-    rounds: int = 3,
+    rounds: int = ROUNDS,
     step: Callable[[str], None] | None = None,
     between_rounds: Callable[[int], None] | None = None,
 ) -> dict:
@@ -264,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="devices in the cluster preset (default 1: this machine; more: ranks sharing its cores)")
     ap.add_argument("--ranks", type=int, default=2, help="ranks of the network measurement (and concurrent ranks)")
     ap.add_argument("--repeats", type=int, default=15, help="timed passes per calibration network and round (median)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds over the calibration networks (median of rounds)")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help=f"rounds over the calibration networks (the least of per-round medians; default {ROUNDS})")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="operator times: this thread's CPU time (default; robust on a shared machine) or wall time")

@@ -25,7 +25,7 @@ from ...frontend.capture import trace
 from ...model.cluster import Cluster, Device, pricing_kind
 from ...model.network import SwitchedNetwork
 from ...model.problem import Problem
-from ..opfit.measure import large_copy, time_ops, timed
+from ..opfit.measure import ROUNDS, large_copy, least_round, time_ops, timed
 from .bench import op_overhead
 from .calibration import calibration_nets
 
@@ -36,14 +36,15 @@ LINEAR_BATCHES = (1, 8, 32)
 _LINEARS = ((4096, 4096), (1024, 1000))
 
 
-def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", rounds: int = 3,
+def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", rounds: int = ROUNDS,
                     step: Callable[[str], None] | None = None,
                     between_rounds: Callable[[int], None] | None = None) -> list[dict]:
     """One sample per operator of every calibration network (see the module docstring); its ``kind`` is the
     operator's pricing kind (``pwconv`` for a 1x1 conv).
 
     The networks are timed ``rounds`` times in turn (``repeats`` passes each) and an operator's time is the
-    median of its per-round medians, so a burst of load on a shared machine spoils one round, not the fit.
+    least of its per-round medians (:func:`iopopt.studies.opfit.measure.least_round`; all kept in ``rounds_s``),
+    so a burst of load on a shared machine spoils some rounds, not the fit.
     ``between_rounds(r)`` runs after round ``r`` (``iopopt opfit --profile fresh`` times its models there).
     """
     nets = [(name, module, trace(module, shape, name=name)) for name, module, shape in calibration_nets()]
@@ -68,7 +69,8 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
             samples.append({"net": name, "node": op.name, "kind": pricing_kind(str(op.kind), op.params),
                             "flops": term.flops[0],
                             "bytes": term.moved_bytes[0], "weight_bytes": term.weight_bytes[0],
-                            "time_s": statistics.median(per_round[(name, op.name)]), "out_shape": list(op.out_shape)})
+                            "time_s": least_round(per_round[(name, op.name)]),
+                            "rounds_s": per_round[(name, op.name)], "out_shape": list(op.out_shape)})
     return samples
 
 
