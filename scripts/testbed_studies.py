@@ -15,10 +15,12 @@ from it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
 
+from iopopt.app.configs import ConfigError
 from iopopt.app.measure import testbed_reference
 from iopopt.app.testbed_studies import PAPER_SOLVERS, fidelity_configs, paper_configs
 from iopopt.studies.testbed_study import run_fidelity, run_paper
@@ -119,38 +121,48 @@ def plot(out: Path) -> Path:
     return path
 
 
-def _option(argv: list[str], flag: str, what: str) -> str | None:
-    """The value after ``flag`` in ``argv`` (None when the flag is absent); one line and exit 2 when it has none."""
-    if flag not in argv:
-        return None
-    at = argv.index(flag) + 1
-    if at == len(argv):
-        print(f"{flag} needs {what}", file=sys.stderr)
-        sys.exit(2)
-    return argv[at]
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line (``--help`` lists it); a bad value is one line naming it and the valid ones, exit 2."""
+    ap = argparse.ArgumentParser(prog="scripts/testbed_studies.py",
+                                 description="Run a testbed study into outputs/reference/ (see the module docstring).")
+    ap.add_argument("study", choices=("paper", "fidelity"),
+                    help="paper: outputs/reference/paper_measured/; fidelity: outputs/reference/fidelity/")
+    ap.add_argument("--profile", default="latest", help="an `iopopt profile` directory, or 'latest' (the default)")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after about this many minutes (resume later)")
+    ap.add_argument("--summary-only", action="store_true", help="measure nothing: summarise what points.jsonl has")
+    ap.add_argument("--all", action="store_true", help="fidelity: every model x cluster x network, not a quarter")
+    ap.add_argument("--k4-first", action="store_true",
+                    help="fidelity: 4-device configurations first, the 10 Mbit/s ones last")
+    a = ap.parse_args(argv)
+    if a.minutes is not None and not a.minutes > 0:
+        ap.error(f"--minutes must be a positive number of minutes, got {a.minutes:g}")
+    return a
 
 
 def main(argv: list[str]) -> int:
-    profile = _option(argv, "--profile", "a profile directory (or 'latest')") or "latest"
-    core, overhead = testbed_reference(profile)
-    minutes = _option(argv, "--minutes", "a number of minutes")
+    a = parse(argv)
+    try:
+        core, overhead = testbed_reference(a.profile)
+    except ConfigError as exc:
+        print(f"testbed_studies.py: {exc}", file=sys.stderr)
+        return 2
     opts = {"passes": 2, "message_overhead_s": overhead, "repeats": 3, "warmup": 1, "timeout_s": 300,
-            "measure": "--summary-only" not in argv,
-            "stop_after_s": None if minutes is None else float(minutes) * 60}
-    if argv and argv[0] == "paper":
+            "measure": not a.summary_only,
+            "stop_after_s": None if a.minutes is None else a.minutes * 60}
+    if a.study == "paper":
         s = run_paper(paper_configs(), REF / "paper_measured", core, _log, solvers=PAPER_SOLVERS,
                       **opts)
         _log(f"paper_measured: {len(s['instances'])} instances")
         return 0
     configs = fidelity_configs(MODELS)
-    if "--all" not in argv:
+    if not a.all:
         pairs = sorted({(c.cluster_name, c.network_name) for c in configs})
         # pair j = (cluster j // 4, network j % 4) goes to model (j % 4 + j // 4) % 4: a Latin square
         keep = {(MODELS[(j % 4 + j // 4) % 4], p) for j, p in enumerate(pairs)}
         by_model = [[c for c in configs if c.model == m and (m, (c.cluster_name, c.network_name)) in keep]
                     for m in MODELS]
         configs = [c for row in zip(*by_model) for c in row]  # interleaved: a partial run covers every model
-        if "--k4-first" in argv:  # what a partial run was missing: 4 devices, then the slow 10 Mbit/s ones last
+        if a.k4_first:  # what a partial run was missing: 4 devices, then the slow 10 Mbit/s ones last
             configs.sort(key=lambda c: (c.network_name == "wifi_10mbps", -c.cluster.k))
     s = run_fidelity(configs, REF / "fidelity", core, _log, solvers=("single", "coedge", "oc", "greedy_iop", "ilp"),
                      randoms=2, ilp_time_s=20, **opts)

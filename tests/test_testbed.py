@@ -546,3 +546,20 @@ def test_dilated_ranks_time_their_warm_up_kernels_under_the_shared_lock(tmp_path
         assert waited and not ended_while_held
     else:
         assert ended_while_held and not waited
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["fidelty"], "'fidelty' (choose from 'paper', 'fidelity')"),
+    (["paper", "--minutes", "-1"], "--minutes must be a positive number of minutes, got -1"),
+    (["paper", "--profile", "/no/such/profile"], "'/no/such/profile' does not exist; valid: 'latest'"),
+])
+def test_testbed_studies_script_refuses_bad_input_in_one_line(argv, named):
+    """scripts/testbed_studies.py: a bad study, duration or profile is one line naming it, exit 2, before any
+    measurement (a misspelt study used to start the 90-minute fidelity run)."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "scripts" / "testbed_studies.py"), *argv], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line or "does not exist" in line]
+    assert len(errors) == 1 and named in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
