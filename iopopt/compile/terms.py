@@ -331,8 +331,10 @@ class CostTerms:
         )
         devices = self.cluster.devices
         kind = pricing_kind(str(op.kind), op.params)
+        producer = self._producer_bytes(op) if any(dev.spill_bytes is not None for dev in devices) else 0.0
         device_s = tuple(
-            devices[d].compute_s(kind, flops[d], moved[d], weights[d], rows[d]) if active[d] else 0.0 for d in range(k)
+            devices[d].compute_s(kind, flops[d], moved[d], weights[d], rows[d], producer) if active[d] else 0.0
+            for d in range(k)
         )
         compute_s = max((device_s[d] for d in range(k) if active[d]), default=0.0)
         got = NodeTerm(
@@ -340,6 +342,12 @@ class CostTerms:
         )
         self._node[key] = got
         return got
+
+    def _producer_bytes(self, op: OpNode) -> float:
+        """The most bytes an operator writing one of ``op``'s inputs moves computed whole (its ``host`` term): what
+        :attr:`Device.spill_bytes` is set against. Whatever the producer's strategy in a plan (a static figure,
+        so that every solver's terms stay per operator): a share of a split producer moves less."""
+        return max((max(self.node(src, "host").moved_bytes) for src in op.inputs), default=0.0)
 
     def _input_bytes(self, op: OpNode, strategy: str, m: int | None, d: int, required: tuple[Dist, ...]) -> int:
         """Bytes of the input buffers device ``d`` reads for its share of ``op`` (``strategy`` without subset)."""

@@ -179,7 +179,8 @@ def run_profile(
         "ranks": ranks,
         "devices": devices,
         "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-                                       "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s")}
+                                       "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s",
+                                       "spill_bytes")}
         | {"weight_bytes_per_s": extra["row_shares"]["weight_bytes_per_s"]},
         "fit": fit["kinds"],
         "samples": samples,

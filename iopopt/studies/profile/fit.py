@@ -14,7 +14,9 @@ fitted), by exhaustive search on log-spaced grids. With the bandwidth of a
 copy larger than the caches (``dram_bytes_per_s``), the working-set
 bandwidth is fitted too, with the overhead: the ``cache_bytes`` (from a grid of
 sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at the
-copy's bandwidth. Every machine has a cache of some size, so the term is always
+copy's bandwidth, also for an operator whose input was written by one that moved
+more than that (a sample's ``producer_bytes``; the device's ``spill_bytes``,
+set to the same size when the samples carry them). Every machine has a cache of some size, so the term is always
 kept then: left to choose "no working set", the fit did so on the few large
 elementwise operators of some runs and priced VGG-16's 25 MB activations at
 cache speed, 2-3x too fast. Where sizes fit the samples equally well (no
@@ -74,9 +76,10 @@ def fit_kind(flops: np.ndarray, nbytes: np.ndarray, seconds: np.ndarray, overhea
     return best
 
 
-def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (np.array([s["flops"] for s in samples], float), np.array([s["bytes"] for s in samples], float),
-            np.array([s["time_s"] for s in samples], float))
+            np.array([s["time_s"] for s in samples], float),
+            np.array([s.get("producer_bytes", 0.0) for s in samples], float))
 
 
 def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None,
@@ -85,9 +88,10 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
 
     ``kind`` is the operator's pricing kind (``pwconv`` for 1x1 convs). Returns
     ``flops_per_s``, ``kind_flops_per_s``, ``memory_bandwidth_bytes_per_s``,
-    ``kind_bytes_per_s``, ``op_overhead_s``, ``cache_bytes`` and
-    ``dram_bytes_per_s`` (the keys of a device config; the last two None
-    without ``dram_bytes_per_s``, the bandwidth of a copy beyond the caches),
+    ``kind_bytes_per_s``, ``op_overhead_s``, ``cache_bytes``,
+    ``dram_bytes_per_s`` and ``spill_bytes`` (the keys of a device config; the
+    last three None without ``dram_bytes_per_s``, the bandwidth of a copy beyond
+    the caches; ``spill_bytes`` None too when no sample has ``producer_bytes``),
     and ``kinds``: per
     kind the fitted rate and bandwidth, which of them bind, and the sample count.
     """
@@ -105,22 +109,23 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
     caches = (None,) if dram_bytes_per_s is None else CACHE_SIZES
     for o in overheads if overheads is not None else _OVERHEADS:
         for size in caches:  # small to large: ties keep the smaller size (no sample says the caches go further)
-            fits = {k: fit_kind(f, b, t, o, floor=None if size is None else np.where(b > size, b / dram_bytes_per_s,
-                                                                                     0.0))
-                    for k, (f, b, t) in arrays.items()}
+            fits = {k: fit_kind(f, b, t, o, floor=None if size is None else
+                                np.where((b > size) | (p > size), b / dram_bytes_per_s, 0.0))
+                    for k, (f, b, t, p) in arrays.items()}
             loss = sum(f[0] for f in fits.values())
             if best is None or loss < best[0] - 1e-9:
                 best = (loss, float(o), size, fits)
     assert best is not None
     loss, overhead, cache, fits = best
     dram = None if cache is None else float(dram_bytes_per_s)  # type: ignore[arg-type]
+    spill = cache if cache is not None and any("producer_bytes" in s for s in samples) else None
     _, conv_rate, _ = fits["conv"]
     bandwidth = fits["(copies)"][2] if copies else max(f[2] for f in fits.values())
     out: dict = {"flops_per_s": conv_rate, "kind_flops_per_s": {}, "memory_bandwidth_bytes_per_s": bandwidth,
                  "kind_bytes_per_s": {}, "op_overhead_s": overhead, "cache_bytes": cache,
-                 "dram_bytes_per_s": dram, "kinds": {}}
+                 "dram_bytes_per_s": dram, "spill_bytes": spill, "kinds": {}}
     for kind, (loss, rate, bw) in sorted(fits.items()):
-        flops, nbytes, seconds = arrays[kind]
+        flops, nbytes, seconds, _ = arrays[kind]
         rate_binds = bool(np.any(flops / rate >= nbytes / bw)) and bool(flops.any())
         bw_binds = bool(np.any(nbytes / bw > flops / rate))
         out["kinds"][kind] = {"n": int(len(seconds)), "rate": rate, "bandwidth": bw, "rate_binds": rate_binds,
