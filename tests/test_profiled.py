@@ -109,37 +109,36 @@ def test_fit_recovers_pointwise_convs_and_the_working_set():
     assert max(abs(flat.compute_s("act", s["flops"], s["bytes"]) / s["time_s"] - 1) for s in acts) > 0.3
 
 
-def test_fit_recovers_spill_bytes_from_operators_whose_input_left_the_caches():
+def test_fit_recovers_spill_weight_bytes_from_operators_whose_input_left_the_caches():
     """Truth: beyond 4 MB bytes move at the DRAM's 2e10 B/s, also for an operator whose input was written by one
-    that moved more than 4 MB (its producer_bytes), whatever its own size. The fit finds the size and sets
-    spill_bytes to it; the device it describes times every sample as the truth does, a device without spill_bytes
-    does not."""
+    holding more than 1e5 bytes of weights (its producer_weight_bytes), whatever its own size. The fit finds both
+    sizes; the device it describes times every sample as the truth does, one without spill_weight_bytes does not."""
     rng = np.random.default_rng(3)
     samples = []
     for kind, bw, n in (("act", 1e11, 40), ("bn", 5e10, 30), ("cat", 3e10, 6)):
         for _ in range(n):
             nbytes = float(10 ** rng.uniform(5, 7.5))
-            producer = float(10 ** rng.uniform(5, 7.5))
-            cold = nbytes > 4e6 or producer > 4e6
+            producer = float(10 ** rng.uniform(3, 7))
+            cold = nbytes > 4e6 or producer > 1e5
             t = nbytes / (2e10 if cold else bw) + OVERHEAD
             samples.append({"kind": kind, "flops": 0.0 if kind == "cat" else nbytes * 0.125, "bytes": nbytes,
-                            "producer_bytes": producer, "time_s": t})
-    samples += [{"kind": "conv", "flops": f, "bytes": f / 50, "producer_bytes": 0.0, "time_s": f / 1.5e11 + OVERHEAD}
-                for f in 10 ** rng.uniform(6, 9, 20)]
+                            "producer_weight_bytes": producer, "time_s": t})
+    samples += [{"kind": "conv", "flops": f, "bytes": f / 50, "producer_weight_bytes": 0.0,
+                 "time_s": f / 1.5e11 + OVERHEAD} for f in 10 ** rng.uniform(6, 9, 20)]
     fit = fit_roofline(samples, dram_bytes_per_s=2e10)
-    assert fit["cache_bytes"] == 4e6 and fit["spill_bytes"] == 4e6
-    assert fit_roofline([{k: v for k, v in s.items() if k != "producer_bytes"} for s in samples],
-                        dram_bytes_per_s=2e10)["spill_bytes"] is None  # samples without producers: none
+    assert fit["cache_bytes"] == 4e6 and fit["spill_weight_bytes"] == 1e5
+    assert fit_roofline([{k: v for k, v in s.items() if k != "producer_weight_bytes"} for s in samples],
+                        dram_bytes_per_s=2e10)["spill_weight_bytes"] is None  # samples without producers: none
     from iopopt import Device
 
     keys = ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s", "kind_bytes_per_s", "op_overhead_s",
             "cache_bytes", "dram_bytes_per_s")
-    dev = Device("fit", **{k: fit[k] for k in (*keys, "spill_bytes")})
-    errors = [abs(dev.compute_s(s["kind"], s["flops"], s["bytes"], producer_bytes=s["producer_bytes"]) / s["time_s"]
-                  - 1) for s in samples]
+    dev = Device("fit", **{k: fit[k] for k in (*keys, "spill_weight_bytes")})
+    errors = [abs(dev.compute_s(s["kind"], s["flops"], s["bytes"], producer_weight_bytes=s["producer_weight_bytes"])
+                  / s["time_s"] - 1) for s in samples]
     assert max(errors) < 0.12 and float(np.median(errors)) < 0.05
     blind = Device("blind", **{k: fit[k] for k in keys})
-    spilled = [s for s in samples if s["kind"] == "act" and s["producer_bytes"] > 4e6 and s["bytes"] < 4e6]
+    spilled = [s for s in samples if s["kind"] == "act" and s["producer_weight_bytes"] > 1e5 and s["bytes"] < 4e6]
     assert spilled and max(abs(blind.compute_s("act", s["flops"], s["bytes"]) / s["time_s"] - 1) for s in spilled) > 0.5
 
 
@@ -194,7 +193,7 @@ def fake_profile(devices=1, with_network=True):
         "ranks": 2, "devices": devices, "stamp": "2030-01-01_00-00-00", "clock": "cpu", "samples": [{}] * 3,
         "device": {"flops_per_s": 1e11, "kind_flops_per_s": {"maxpool": 4e8, "pwconv": 5e10},
                    "memory_bandwidth_bytes_per_s": 3e10, "kind_bytes_per_s": {"conv": 4e9}, "op_overhead_s": 5e-6,
-                   "cache_bytes": 8e6, "dram_bytes_per_s": 2e10, "weight_bytes_per_s": 6e9, "spill_bytes": 8e6},
+                   "cache_bytes": 8e6, "dram_bytes_per_s": 2e10, "weight_bytes_per_s": 6e9, "spill_weight_bytes": 8e6},
         "conv_flops_per_s": 1e11, "concurrent_flops_per_s": {"2": 5e10}, "op_overhead_s": 5e-6,
     }
     if with_network:
@@ -216,7 +215,7 @@ def test_presets_round_trip_and_scale_for_ranks_sharing_cores(tmp_path):
     assert dev.cache_bytes == pytest.approx(8e6, rel=1e-3)
     assert dev.bandwidth("act", 9e6) == pytest.approx(2e10, rel=1e-3)
     assert dev.weight_bytes_per_s == pytest.approx(6e9, rel=1e-3)
-    assert dev.spill_bytes == pytest.approx(8e6, rel=1e-3)
+    assert dev.spill_weight_bytes == pytest.approx(8e6, rel=1e-3)
     assert network.latency_s == pytest.approx(1e-3) and network.bandwidth_bytes_per_s == pytest.approx(2e9)
     # two ranks on this machine measured half the solo conv throughput: every figure halves, the overhead doubles
     fig = device_figures(fake_profile(), 2)
@@ -224,7 +223,7 @@ def test_presets_round_trip_and_scale_for_ranks_sharing_cores(tmp_path):
     assert fig["op_overhead_s"] == pytest.approx(1e-5)
     assert fig["dram_bytes_per_s"] == pytest.approx(1e10) and fig["cache_bytes"] == 8e6  # the caches stay whole
     assert fig["weight_bytes_per_s"] == pytest.approx(3e9)
-    assert fig["spill_bytes"] == 8e6  # a size, like the cache: not scaled
+    assert fig["spill_weight_bytes"] == 8e6  # a size, like the cache: not scaled
     text = cluster_yaml(fake_profile(), k=2)
     assert "Test CPU" in text and "2030-01-01" in text and text.count("- name: r") == 2
 
@@ -304,8 +303,8 @@ BAD = {
                   ["cluster.devices[0].dram_bytes_per_s must be a number > 0, got 0"]),
     "negative-weight-pass": (["++cluster.devices.0.weight_bytes_per_s=-5e9"],
                              ["cluster.devices[0].weight_bytes_per_s must be a number > 0", "-5000000000.0"]),
-    "negative-spill": (["++cluster.devices.0.spill_bytes=-4e6"],
-                       ["cluster.devices[0].spill_bytes must be a number > 0", "-4000000.0"]),
+    "negative-spill": (["++cluster.devices.0.spill_weight_bytes=-4e6"],
+                       ["cluster.devices[0].spill_weight_bytes must be a number > 0", "-4000000.0"]),
 }
 
 

@@ -314,9 +314,10 @@ def test_roofline_lower_bound_and_max_over_terms(seed, devs, plan_seed, working_
         (dict(weight_bytes_per_s=0), ["weight_bytes_per_s must be a positive finite number, got 0"]),
         (dict(weight_bytes_per_s=-5e9), ["weight_bytes_per_s", "-5000000000.0"]),
         (dict(weight_bytes_per_s=1e300), ["weight_bytes_per_s=1e+300 is outside"]),
-        (dict(spill_bytes=4e6), ["spill_bytes needs the working-set bandwidth", "without them"]),
-        (dict(cache_bytes=8e6, dram_bytes_per_s=2e10, spill_bytes=-4e6), ["spill_bytes", "-4000000.0"]),
-        (dict(cache_bytes=8e6, dram_bytes_per_s=2e10, spill_bytes=0), ["spill_bytes must be a positive", "got 0"]),
+        (dict(spill_weight_bytes=4e6), ["spill_weight_bytes needs the working-set bandwidth", "without them"]),
+        (dict(cache_bytes=8e6, dram_bytes_per_s=2e10, spill_weight_bytes=-4e6), ["spill_weight_bytes", "-4000000.0"]),
+        (dict(cache_bytes=8e6, dram_bytes_per_s=2e10, spill_weight_bytes=0),
+         ["spill_weight_bytes must be a positive", "got 0"]),
     ],
 )
 def test_bad_roofline_device(kwargs, needles):
@@ -372,16 +373,17 @@ def test_kind_rates_are_an_immutable_hashable_mapping():
     assert Cluster.homogeneous(2, 1e9, kind_flops_per_s={"act": 1e8}).devices[1].rate("act") == 1e8
 
 
-def test_an_input_written_by_an_operator_beyond_spill_bytes_is_read_at_dram_speed():
-    # conv 64 -> 64, 3x3 on 16x16 (weights 147,456 bytes; whole, it moves 2 x 65,536 bytes of activations plus
-    # its weights and bias, 278,784 bytes), then a ReLU (65,536 bytes in, 65,536 out).
+def test_an_input_written_by_an_operator_holding_more_than_spill_weight_bytes_is_read_at_dram_speed():
+    # conv 64 -> 64, 3x3 on 16x16 (weights and bias 4 x (64 x 64 x 9 + 64) = 147,712 bytes), then a ReLU
+    # (65,536 bytes in, 65,536 out) and a max-pool.
     module = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).eval()
-    conv_bytes = 4 * (2 * 64 * 16 * 16 + 64 * 64 * 9 + 64)
+    conv_weights = 4 * (64 * 64 * 9 + 64)
+    conv_bytes = 4 * (2 * 64 * 16 * 16) + conv_weights
     relu_bytes = 4 * 2 * 64 * 16 * 16
     pool_bytes = 4 * (64 * 16 * 16 + 64 * 8 * 8)
     fig = dict(op_overhead_s=1e-6, memory_bandwidth_bytes_per_s=1e10, cache_bytes=1e8, dram_bytes_per_s=1e9)
-    for spill, cold in ((conv_bytes - 1, True), (conv_bytes, False), (None, False)):
-        devs = (Device("a", 1e9, spill_bytes=spill, **fig), Device("b", 1e9, spill_bytes=spill, **fig))
+    for spill, cold in ((conv_weights - 1, True), (conv_weights, False), (None, False)):
+        devs = (Device("a", 1e9, spill_weight_bytes=spill, **fig), Device("b", 1e9, spill_weight_bytes=spill, **fig))
         p = _problem(module, (1, 64, 16, 16), devs)
         t = terms(p)
         relu, pool = (next(op.name for op in p.graph if op.kind == k) for k in ("act", "maxpool"))
@@ -392,10 +394,10 @@ def test_an_input_written_by_an_operator_beyond_spill_bytes_is_read_at_dram_spee
         share = t.node(relu, "oc")
         assert share.device_compute_s == pytest.approx(
             tuple(roof(f, b, 1e9, bw, 1e-6) for f, b in zip(share.flops, share.moved_bytes)), rel=1e-12)
-        # the pool reads the ReLU's output, which fits: at the memory bandwidth, whatever spill_bytes
+        # the pool reads the ReLU's output (a producer without weights): at the memory bandwidth, whatever the size
         assert t.node(pool, "host").compute_s == pytest.approx(max(
             p.graph[pool].flops / 1e9, pool_bytes / 1e10) + 1e-6, rel=1e-12)
-        # the conv reads the network input (a producer that moves nothing): its own size alone decides
+        # the conv reads the network input (no producer): its own size alone decides
         conv = next(op.name for op in p.graph if op.kind == "conv")
         assert t.node(conv, "host").compute_s == pytest.approx(max(p.graph[conv].flops / 1e9,
                                                                    conv_bytes / 1e10) + 1e-6, rel=1e-12)

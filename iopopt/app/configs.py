@@ -90,8 +90,8 @@ MODEL_KEYS = {
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets", "fused_depth"})
 DEVICE_KEYS = frozenset(
     {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-     "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", "spill_bytes", "active_power_w",
-     "idle_power_w", "tx_power_w", "rx_power_w"}
+     "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", "spill_weight_bytes",
+     "active_power_w", "idle_power_w", "tx_power_w", "rx_power_w"}
 )
 
 

@@ -331,7 +331,8 @@ class CostTerms:
         )
         devices = self.cluster.devices
         kind = pricing_kind(str(op.kind), op.params)
-        producer = self._producer_bytes(op) if any(dev.spill_bytes is not None for dev in devices) else 0.0
+        spills = any(dev.spill_weight_bytes is not None for dev in devices)
+        producer = self._producer_weight_bytes(op) if spills else 0.0
         device_s = tuple(
             devices[d].compute_s(kind, flops[d], moved[d], weights[d], rows[d], producer) if active[d] else 0.0
             for d in range(k)
@@ -343,11 +344,12 @@ class CostTerms:
         self._node[key] = got
         return got
 
-    def _producer_bytes(self, op: OpNode) -> float:
-        """The most bytes an operator writing one of ``op``'s inputs moves computed whole (its ``host`` term): what
-        :attr:`Device.spill_bytes` is set against. Whatever the producer's strategy in a plan (a static figure,
-        so that every solver's terms stay per operator): a share of a split producer moves less."""
-        return max((max(self.node(src, "host").moved_bytes) for src in op.inputs), default=0.0)
+    def _producer_weight_bytes(self, op: OpNode) -> float:
+        """The most weight bytes an operator writing one of ``op``'s inputs holds computed whole (its ``host``
+        term): what :attr:`Device.spill_weight_bytes` is set against. Whatever the producer's strategy in a plan (a
+        static figure, so that every solver's terms stay per operator): a channel share of a split producer holds
+        fewer."""
+        return float(max((max(self.node(src, "host").weight_bytes) for src in op.inputs), default=0.0))
 
     def _input_bytes(self, op: OpNode, strategy: str, m: int | None, d: int, required: tuple[Dist, ...]) -> int:
         """Bytes of the input buffers device ``d`` reads for its share of ``op`` (``strategy`` without subset)."""

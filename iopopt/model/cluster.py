@@ -15,10 +15,12 @@ rate and bandwidth default to the conv's. A device with a working-set
 bandwidth (``cache_bytes`` and ``dram_bytes_per_s``, both or neither) moves the
 bytes of a share larger than ``cache_bytes`` at no more than
 ``dram_bytes_per_s`` (the share's data no longer fits in the caches). With
-``spill_bytes`` as well, a share whose input was written by an operator that
-moved more than ``spill_bytes`` (computed whole) moves its bytes at no more than
-``dram_bytes_per_s`` too, whatever its own size: that input has left the
-caches before it is read. A device
+``spill_weight_bytes`` as well, a share whose input was written by an operator
+holding more than ``spill_weight_bytes`` of weights moves its bytes at no more
+than ``dram_bytes_per_s`` too, whatever its own size: that input has left the
+caches before it is read (on the CPUs profiled so far a conv's output is read
+back at DRAM speed, as after a cache-flushing copy; a batchnorm's or an
+elementwise operator's at cache speed). A device
 given only ``flops_per_s`` prices every operator as FLOPs / ``flops_per_s`` +
 overhead.
 
@@ -80,7 +82,7 @@ __all__ = [
 SPLIT_POLICIES = ("proportional", "equal")
 #: A device's optional roofline figures (bytes/s, and the cache size in bytes): None where not modelled.
 OPTIONAL_FIGURES = ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s",
-                    "spill_bytes")
+                    "spill_weight_bytes")
 #: A device's power figures, watts: computing, idle, sending, receiving (all four or none).
 POWER_FIELDS = ("active_power_w", "idle_power_w", "tx_power_w", "rx_power_w")
 
@@ -225,11 +227,11 @@ class Device:
         The weight pass: bytes/s at which one call of an operator goes
         through its weights, whatever the rows it computes (see the module
         docstring); None: a row share costs its fraction of the layer.
-    spill_bytes : float or None
-        An operator whose input was written by one that moved more than this
-        many bytes (computed whole) reads it from DRAM: its share moves its
-        bytes at most at ``dram_bytes_per_s`` (needs the working-set
-        bandwidth). None: only a share's own size decides.
+    spill_weight_bytes : float or None
+        An operator whose input was written by one holding more than this
+        many bytes of weights reads it from DRAM: its share moves its bytes
+        at most at ``dram_bytes_per_s`` (needs the working-set bandwidth).
+        None: only a share's own size decides.
     active_power_w, idle_power_w, tx_power_w, rx_power_w : float or None
         The device's draw, watts, while computing, idle, sending and
         receiving (finite, >= 0; all four or none). None: energy is unknown.
@@ -245,7 +247,7 @@ class Device:
     cache_bytes: float | None = None
     dram_bytes_per_s: float | None = None
     weight_bytes_per_s: float | None = None
-    spill_bytes: float | None = None
+    spill_weight_bytes: float | None = None
     active_power_w: float | None = None
     idle_power_w: float | None = None
     tx_power_w: float | None = None
@@ -269,11 +271,11 @@ class Device:
         _check_working_set(owner, self.cache_bytes, self.dram_bytes_per_s)
         if self.weight_bytes_per_s is not None:
             _positive(owner, "weight_bytes_per_s", self.weight_bytes_per_s)
-        if self.spill_bytes is not None:
-            _positive(owner, "spill_bytes", self.spill_bytes)
+        if self.spill_weight_bytes is not None:
+            _positive(owner, "spill_weight_bytes", self.spill_weight_bytes)
             if self.dram_bytes_per_s is None:
-                raise ValueError(f"{owner}: spill_bytes needs the working-set bandwidth (cache_bytes and "
-                                 f"dram_bytes_per_s); spill_bytes given without them")
+                raise ValueError(f"{owner}: spill_weight_bytes needs the working-set bandwidth (cache_bytes and "
+                                 f"dram_bytes_per_s); spill_weight_bytes given without them")
         _check_power(owner, {f: getattr(self, f) for f in POWER_FIELDS})
         for name in ("flops_per_s", "memory_bytes", "op_overhead_s", *OPTIONAL_FIGURES, *POWER_FIELDS):
             if (bad := range_error(name, getattr(self, name))) is not None:
@@ -293,7 +295,7 @@ class Device:
         """True when the device has per-kind rates or a bandwidth (more than one FLOP/s figure)."""
         return (bool(self.kind_flops_per_s or self.kind_bytes_per_s) or self.memory_bandwidth_bytes_per_s is not None
                 or self.dram_bytes_per_s is not None or self.weight_bytes_per_s is not None
-                or self.spill_bytes is not None)
+                or self.spill_weight_bytes is not None)
 
     def bandwidth(self, kind: str, nbytes: float = 0.0) -> float | None:
         """Bytes/s of kind ``kind`` for a share moving ``nbytes``: its own bandwidth, else (``pwconv``) the conv's,
@@ -319,7 +321,7 @@ class Device:
         return self.flops_per_s
 
     def compute_s(self, kind: str, flops: float, nbytes: float = 0.0, weight_bytes: float = 0.0,
-                  row_fraction: float = 1.0, producer_bytes: float = 0.0) -> float:
+                  row_fraction: float = 1.0, producer_weight_bytes: float = 0.0) -> float:
         """Seconds this device takes for its share of one operator of ``kind``.
 
         ``flops`` FLOPs and ``nbytes`` bytes read and written (inputs, output
@@ -330,9 +332,10 @@ class Device:
         the output rows that holds ``weight_bytes`` of weights adds
         ``(1 - row_fraction) * weight_bytes / weight_bytes_per_s`` to its
         FLOP term when the device has a weight pass (module docstring).
-        ``producer_bytes``: the most bytes moved by an operator that wrote one
-        of its inputs, computed whole; beyond ``spill_bytes`` the share's bytes
-        move at most at ``dram_bytes_per_s``. The one function that prices compute: the cost terms, and through them
+        ``producer_weight_bytes``: the most weight bytes held by an operator
+        that wrote one of its inputs, computed whole; beyond
+        ``spill_weight_bytes`` the share's bytes move at most at
+        ``dram_bytes_per_s``. The one function that prices compute: the cost terms, and through them
         every solver, report and timeline, call it.
 
         >>> Device("d", 1e9, op_overhead_s=1e-6).compute_s("conv", 2e6)
@@ -343,14 +346,14 @@ class Device:
         >>> Device("d", 1e9, weight_bytes_per_s=1e9).compute_s("conv", 1e6, 0.0, 4e6, row_fraction=0.25)
         0.004
         >>> cold = Device("d", 1e9, memory_bandwidth_bytes_per_s=1e10, cache_bytes=1e6, dram_bytes_per_s=1e9,
-        ...               spill_bytes=1e6)
-        >>> cold.compute_s("act", 0.0, 1e5), cold.compute_s("act", 0.0, 1e5, producer_bytes=2e6)
+        ...               spill_weight_bytes=1e6)
+        >>> cold.compute_s("act", 0.0, 1e5), cold.compute_s("act", 0.0, 1e5, producer_weight_bytes=2e6)
         (1e-05, 0.0001)
         """
         work = flops / self.rate(kind)
         if self.weight_bytes_per_s is not None and row_fraction < 1.0:
             work += (1.0 - row_fraction) * weight_bytes / self.weight_bytes_per_s
-        spilled = self.spill_bytes is not None and producer_bytes > self.spill_bytes
+        spilled = self.spill_weight_bytes is not None and producer_weight_bytes > self.spill_weight_bytes
         bw = self.bandwidth(kind, math.inf if spilled else nbytes)
         if bw is not None:
             work = max(work, nbytes / bw)

@@ -22,7 +22,7 @@ PHYSICAL_RANGES: dict[str, tuple[float, float, str]] = {
     "dram_bytes_per_s": (1e3, 1e15, "bytes/s"),
     "cache_bytes": (1.0, 1e15, "bytes"),
     "weight_bytes_per_s": (1e3, 1e15, "bytes/s"),
-    "spill_bytes": (1.0, 1e15, "bytes"),
+    "spill_weight_bytes": (1.0, 1e15, "bytes"),
     "bandwidth_bytes_per_s": (1.0, 1e13, "bytes/s"),
     "device_bandwidths": (1.0, 1e13, "bytes/s"),
     "latency_s": (0.0, 3600.0, "s"),

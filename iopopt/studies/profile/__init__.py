@@ -180,7 +180,7 @@ def run_profile(
         "devices": devices,
         "device": {k: fit[k] for k in ("flops_per_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
                                        "kind_bytes_per_s", "op_overhead_s", "cache_bytes", "dram_bytes_per_s",
-                                       "spill_bytes")}
+                                       "spill_weight_bytes")}
         | {"weight_bytes_per_s": extra["row_shares"]["weight_bytes_per_s"]},
         "fit": fit["kinds"],
         "samples": samples,
@@ -234,6 +234,9 @@ def _print_fit(prof: dict) -> None:
           f"{dev['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s, overhead {dev['op_overhead_s'] * 1e6:.1f} us")
     if dev.get("cache_bytes"):
         print(f"#   beyond {dev['cache_bytes'] / 1e6:.0f} MB: at most {dev['dram_bytes_per_s'] / 1e9:.1f} GB/s")
+    if dev.get("spill_weight_bytes"):
+        print(f"#   an input written by an operator with more than {dev['spill_weight_bytes'] / 1e3:.0f} KB of "
+              "weights: read at that bandwidth too")
     if dev.get("weight_bytes_per_s"):
         ratios = ", ".join(f"{r['ratio']:.2f}" for r in prof["standalone"]["row_shares"]["shares"])
         print(f"#   weight pass of a row share: {dev['weight_bytes_per_s'] / 1e9:.2f} GB/s (row shares against "

@@ -14,14 +14,18 @@ fitted), by exhaustive search on log-spaced grids. With the bandwidth of a
 copy larger than the caches (``dram_bytes_per_s``), the working-set
 bandwidth is fitted too, with the overhead: the ``cache_bytes`` (from a grid of
 sizes, :data:`CACHE_SIZES`) beyond which every kind's bytes move at most at the
-copy's bandwidth, also for an operator whose input was written by one that moved
-more than that (a sample's ``producer_bytes``; the device's ``spill_bytes``,
-set to the same size when the samples carry them). Every machine has a cache of some size, so the term is always
+copy's bandwidth, and, when the samples carry the weight bytes of the operator
+that wrote their input (``producer_weight_bytes``), the ``spill_weight_bytes``
+(from :data:`SPILL_SIZES`, or none) beyond which such an input is read at the
+copy's bandwidth too (fitted near the overhead that fits best without it, then
+the overhead again). Every machine has a cache of some size, so the term is always
 kept then: left to choose "no working set", the fit did so on the few large
 elementwise operators of some runs and priced VGG-16's 25 MB activations at
-cache speed, 2-3x too fast. Where sizes fit the samples equally well (no
+cache speed, 2-3x too fast. Where cache sizes fit the samples equally well (no
 sample's working set lies between them), the smallest is kept: beyond the
-samples' evidence of cache, bytes are assumed to move at the DRAM's speed. A kind's rate is kept only
+samples' evidence of cache, bytes are assumed to move at the DRAM's speed; of
+spill sizes that fit equally well, the largest (none first): an input is taken
+to have left the caches only where samples say so. A kind's rate is kept only
 where it binds (the FLOP term is the larger for some sample), likewise its
 bandwidth; the device's memory bandwidth is the fit of the tensor copies
 (``cat``, and the copies the executors make for ``flatten`` and
@@ -35,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["COPY_KINDS", "CACHE_SIZES", "fit_roofline", "fit_kind"]
+__all__ = ["COPY_KINDS", "CACHE_SIZES", "SPILL_SIZES", "fit_roofline", "fit_kind"]
 
 #: Kinds that only copy tensors (the executors' kernels clone for flatten and dropout): the memory bandwidth.
 COPY_KINDS = ("cat", "flatten", "dropout")
@@ -47,6 +51,8 @@ _BANDWIDTHS = np.exp(np.linspace(math.log(1e7), math.log(1e13), 181))
 WEIGHT_POWER = 0.25
 #: Working sets (bytes) the fit tries as the size beyond which a share's bytes move at the DRAM bandwidth.
 CACHE_SIZES = (1e6, 2e6, 4e6, 8e6, 16e6, 32e6, 64e6, 128e6)
+#: Weight bytes the fit tries as the size beyond which an operator's output is read back from DRAM.
+SPILL_SIZES = (1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 2e7)
 _OVERHEADS = np.concatenate([[0.0], np.exp(np.linspace(math.log(2e-7), math.log(5e-5), 40))])
 
 
@@ -79,7 +85,7 @@ def fit_kind(flops: np.ndarray, nbytes: np.ndarray, seconds: np.ndarray, overhea
 def _arrays(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return (np.array([s["flops"] for s in samples], float), np.array([s["bytes"] for s in samples], float),
             np.array([s["time_s"] for s in samples], float),
-            np.array([s.get("producer_bytes", 0.0) for s in samples], float))
+            np.array([s.get("producer_weight_bytes", 0.0) for s in samples], float))
 
 
 def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = None,
@@ -89,9 +95,10 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
     ``kind`` is the operator's pricing kind (``pwconv`` for 1x1 convs). Returns
     ``flops_per_s``, ``kind_flops_per_s``, ``memory_bandwidth_bytes_per_s``,
     ``kind_bytes_per_s``, ``op_overhead_s``, ``cache_bytes``,
-    ``dram_bytes_per_s`` and ``spill_bytes`` (the keys of a device config; the
+    ``dram_bytes_per_s`` and ``spill_weight_bytes`` (the keys of a device config; the
     last three None without ``dram_bytes_per_s``, the bandwidth of a copy beyond
-    the caches; ``spill_bytes`` None too when no sample has ``producer_bytes``),
+    the caches; ``spill_weight_bytes`` None too when no sample has
+    ``producer_weight_bytes`` or when no spill size fits them better than none),
     and ``kinds``: per
     kind the fitted rate and bandwidth, which of them bind, and the sample count.
     """
@@ -105,25 +112,46 @@ def fit_roofline(samples: Sequence[dict], overheads: Sequence[float] | None = No
     if copies:
         groups["(copies)"] = copies
     arrays = {k: _arrays(v) for k, v in groups.items()}
-    best = None
-    caches = (None,) if dram_bytes_per_s is None else CACHE_SIZES
-    for o in overheads if overheads is not None else _OVERHEADS:
-        for size in caches:  # small to large: ties keep the smaller size (no sample says the caches go further)
-            fits = {k: fit_kind(f, b, t, o, floor=None if size is None else
-                                np.where((b > size) | (p > size), b / dram_bytes_per_s, 0.0))
-                    for k, (f, b, t, p) in arrays.items()}
-            loss = sum(f[0] for f in fits.values())
-            if best is None or loss < best[0] - 1e-9:
-                best = (loss, float(o), size, fits)
-    assert best is not None
-    loss, overhead, cache, fits = best
+    caches: tuple[float | None, ...] = (None,) if dram_bytes_per_s is None else CACHE_SIZES
+    memo: dict[tuple[str, float, bytes], tuple[float, float, float]] = {}
+
+    def search(overheads_: Sequence[float], pairs: Sequence[tuple[float | None, float | None]], best=None):
+        """The least loss over ``overheads_`` x (cache, spill) ``pairs``; ties keep the earlier."""
+        for o in overheads_:
+            for size, spill_size in pairs:
+                fits = {}
+                for k, (f, b, t, p) in arrays.items():
+                    floor = None
+                    if size is not None:
+                        spilled = b > size if spill_size is None else (b > size) | (p > spill_size)
+                        floor = np.where(spilled, b / dram_bytes_per_s, 0.0)
+                    key = (k, float(o), b"" if floor is None else floor.tobytes())
+                    if key not in memo:  # many (cache, spill) pairs leave a kind's floors as they were
+                        memo[key] = fit_kind(f, b, t, float(o), floor=floor)
+                    fits[k] = memo[key]
+                loss = sum(f[0] for f in fits.values())
+                if best is None or loss < best[0] - 1e-9:
+                    best = (loss, float(o), size, spill_size, fits)
+        return best
+
+    grid = overheads if overheads is not None else _OVERHEADS
+    # the overhead and the cache size (small to large: ties keep the smaller, no sample says the caches go further)
+    best = search(grid, [(size, None) for size in caches])
+    if best[2] is not None and any("producer_weight_bytes" in s for s in samples):
+        # then the spill size with the cache size, at that overhead and the two either side of it (large to small:
+        # ties keep the larger, an input has left the caches only where samples say so), and the overhead again
+        # with the pair found: the whole grid at once takes minutes
+        i = list(grid).index(best[1])
+        near = list(grid)[max(0, i - 2):i + 3]
+        best = search(near, [(size, spill) for size in caches for spill in SPILL_SIZES[::-1]], best)
+        best = search(grid, [(best[2], best[3])], best)
+    loss, overhead, cache, spill, fits = best
     dram = None if cache is None else float(dram_bytes_per_s)  # type: ignore[arg-type]
-    spill = cache if cache is not None and any("producer_bytes" in s for s in samples) else None
     _, conv_rate, _ = fits["conv"]
     bandwidth = fits["(copies)"][2] if copies else max(f[2] for f in fits.values())
     out: dict = {"flops_per_s": conv_rate, "kind_flops_per_s": {}, "memory_bandwidth_bytes_per_s": bandwidth,
                  "kind_bytes_per_s": {}, "op_overhead_s": overhead, "cache_bytes": cache,
-                 "dram_bytes_per_s": dram, "spill_bytes": spill, "kinds": {}}
+                 "dram_bytes_per_s": dram, "spill_weight_bytes": spill, "kinds": {}}
     for kind, (loss, rate, bw) in sorted(fits.items()):
         flops, nbytes, seconds, _ = arrays[kind]
         rate_binds = bool(np.any(flops / rate >= nbytes / bw)) and bool(flops.any())

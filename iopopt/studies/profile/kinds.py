@@ -66,11 +66,11 @@ def measure_samples(repeats: int = 15, warmup: int = 3, clock: str = "cpu", roun
             if (name, op.name) not in per_round:
                 continue
             term = t.node(op.name, "host")
-            producer = max((t.node(src, "host").moved_bytes[0] for src in op.inputs), default=0)
+            producer = max((t.node(src, "host").weight_bytes[0] for src in op.inputs), default=0)
             samples.append({"net": name, "node": op.name, "kind": pricing_kind(str(op.kind), op.params),
                             "flops": term.flops[0],
                             "bytes": term.moved_bytes[0], "weight_bytes": term.weight_bytes[0],
-                            "producer_bytes": producer,
+                            "producer_weight_bytes": producer,
                             "time_s": least_round(per_round[(name, op.name)]),
                             "rounds_s": per_round[(name, op.name)], "out_shape": list(op.out_shape)})
     return samples

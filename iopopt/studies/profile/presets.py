@@ -106,8 +106,8 @@ def device_figures(prof: dict, k: int = 1) -> dict[str, Any]:
         out["memory_bandwidth_bytes_per_s"] = dev["memory_bandwidth_bytes_per_s"] * scale
     if dev.get("cache_bytes") and dev.get("dram_bytes_per_s"):  # the caches do not shrink when ranks share cores
         out["cache_bytes"], out["dram_bytes_per_s"] = dev["cache_bytes"], dev["dram_bytes_per_s"] * scale
-        if dev.get("spill_bytes"):
-            out["spill_bytes"] = dev["spill_bytes"]
+        if dev.get("spill_weight_bytes"):
+            out["spill_weight_bytes"] = dev["spill_weight_bytes"]
     if dev.get("weight_bytes_per_s"):
         out["weight_bytes_per_s"] = dev["weight_bytes_per_s"] * scale
     out["op_overhead_s"] = dev["op_overhead_s"] / scale
@@ -143,8 +143,8 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
             "#   and the clones of flatten/dropout); op_overhead_s: the fitted per-operator time;",
             "#   pwconv: 1x1 convs, priced apart from the conv; cache_bytes / dram_bytes_per_s: the working set",
             "#   (fitted from a grid) beyond which bytes move at most at the bandwidth of a copy larger than the",
-            "#   caches (measured); spill_bytes (where given): the same size, set against the bytes moved by the",
-            "#   operator that wrote an input (beyond it, that input is read from DRAM).",
+            "#   caches (measured); spill_weight_bytes (where given, fitted from a grid): an input written by an",
+            "#   operator holding more weight bytes than this is read at the DRAM bandwidth.",
         ]
         if prof["device"].get("weight_bytes_per_s"):
             lines += ["# weight_bytes_per_s: the weight pass a row share pays beyond its fraction of the layer, from",
@@ -178,8 +178,8 @@ def cluster_yaml(prof: dict, name: str = "profiled_local", k: int | None = None)
         if "cache_bytes" in fig:
             lines.append(f"    cache_bytes: {fig['cache_bytes']:.4e}")
             lines.append(f"    dram_bytes_per_s: {fig['dram_bytes_per_s']:.4e}")
-        if "spill_bytes" in fig:
-            lines.append(f"    spill_bytes: {fig['spill_bytes']:.4e}")
+        if "spill_weight_bytes" in fig:
+            lines.append(f"    spill_weight_bytes: {fig['spill_weight_bytes']:.4e}")
         if "weight_bytes_per_s" in fig:
             lines.append(f"    weight_bytes_per_s: {fig['weight_bytes_per_s']:.4e}")
         lines.append(f"    op_overhead_s: {fig['op_overhead_s']:.4e}")
