@@ -142,6 +142,30 @@ def test_fit_recovers_spill_weight_bytes_from_operators_whose_input_left_the_cac
     assert spilled and max(abs(blind.compute_s("act", s["flops"], s["bytes"]) / s["time_s"] - 1) for s in spilled) > 0.5
 
 
+def test_a_larger_cache_size_must_lower_the_fit_loss_by_cache_gain(monkeypatch):
+    """ReLUs up to 12 MB at cache speed (so the cache is at least 16 MB), with 20 % noise, and batchnorms of 30-40 MB
+    at one of the fit's bandwidths, 0.05 % above the DRAM's: 64 MB prices them a little better than 16 MB, by far
+    less than CACHE_GAIN of the loss, so the fit keeps 16 MB; with no least gain it takes 64 MB. Batchnorms that
+    run at cache speed up to 40 MB do earn it."""
+    from iopopt.studies.profile import fit as fit_module
+
+    rng = np.random.default_rng(5)
+    samples = [{"kind": "act", "flops": b / 8, "bytes": b, "time_s": b / 1e11 * rng.uniform(0.8, 1.25) + OVERHEAD}
+               for b in 10 ** rng.uniform(5, math.log10(1.2e7), 60)]
+    samples += [{"kind": "conv", "flops": f, "bytes": f / 50, "time_s": f / 1.5e11 + OVERHEAD}
+                for f in 10 ** rng.uniform(6, 9, 20)]
+    grid_bw = float(fit_module._BANDWIDTHS[np.searchsorted(fit_module._BANDWIDTHS, 2e10)])
+    dram = grid_bw / 1.0005
+
+    def bns(bw: float) -> list[dict]:
+        return [{"kind": "bn", "flops": b / 4, "bytes": b, "time_s": b / bw + OVERHEAD} for b in (3e7, 3.5e7, 4e7)]
+
+    assert fit_roofline(samples + bns(grid_bw), dram_bytes_per_s=dram)["cache_bytes"] == 16e6
+    assert fit_roofline(samples + bns(8e10), dram_bytes_per_s=dram)["cache_bytes"] == 64e6
+    monkeypatch.setattr(fit_module, "CACHE_GAIN", 0.0)
+    assert fit_roofline(samples + bns(grid_bw), dram_bytes_per_s=dram)["cache_bytes"] == 64e6
+
+
 def test_fit_keeps_the_working_set_where_no_sample_needs_it():
     """With the DRAM figure given the fit always has a working set; on samples that all run at cache speed it is
     the smallest size above every one of them (ties keep the smaller), so every sample is timed as without it."""
