@@ -45,8 +45,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="outputs/plan_change")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    where = resolve_profile(a.profile)
-    profiled, network = load_presets(where)
+    try:
+        where = resolve_profile(a.profile)
+        profiled, network = load_presets(where)
+    except (FileNotFoundError, ValueError) as exc:  # no such profile, or one of an earlier iopopt
+        print(f"plan_change: --profile {exc}", file=sys.stderr)
+        return 2
     roof = profiled.devices[0]
     flat = Device(roof.name, roof.flops_per_s, roof.memory_bytes, roof.op_overhead_s)
     module, shape = zoo.build(a.model)

@@ -338,6 +338,26 @@ def test_bad_roofline_input_exits_2_with_one_line(tmp_path, case):
     assert_one_line(cli(tmp_path, "model=tiny_chain", "solver=single", *overrides), needles)
 
 
+def test_a_profile_with_an_unknown_device_key_is_refused_by_every_reader(tmp_path):
+    """A profile of an earlier iopopt carrying ``spill_bytes`` (another meaning than ``spill_weight_bytes``) is
+    refused with one line by load_presets, by ``cluster=profiled`` and by ``iopopt opfit --profile`` (before it
+    times anything), never read without the figure."""
+    old = tmp_path / "outputs" / "profile" / "2030-01-01_00-00-00"
+    write_presets(fake_profile(), old)
+    tree = yaml.safe_load((old / "cluster.yaml").read_text())
+    tree["devices"][0]["spill_bytes"] = 8e6
+    (old / "cluster.yaml").write_text(yaml.safe_dump(tree))
+    with pytest.raises(ValueError, match=r"unknown key devices\[0\]\.spill_bytes .*valid keys: .*spill_weight_bytes"):
+        load_presets(old)
+    assert_one_line(cli(tmp_path, "model=tiny_chain", "solver=single", "cluster=profiled", "network=profiled"),
+                    ["spill_bytes", "valid keys"])
+    opfit = subprocess.run([PYTHON, "-m", "iopopt", "opfit", "--profile", str(old), "--models", "alexnet",
+                            "--out", str(tmp_path / "opfit")], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert_one_line(opfit, ["--profile", "unknown key devices[0].spill_bytes", "run `iopopt profile` again"])
+    assert not (tmp_path / "opfit").exists()
+
+
 def test_board_presets_cite_their_sources():
     for name in ("rpi4_x4", "rpi5_x4", "jetson_nano_cpu_x4", "esp32s3_x4", "laptop_x2"):
         path = CONF_DIR / "cluster" / f"{name}.yaml"

@@ -165,8 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not fresh:
         try:
             where = resolve_profile(a.profile)
+            load_presets(where, network=False)  # refused now, not after the rounds
         except FileNotFoundError as exc:
             print(f"iopopt opfit: --profile {exc} (or fresh: profile this machine in this run)", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"iopopt opfit: --profile {exc}", file=sys.stderr)
             return 2
     out = Path(a.out) if a.out else Path("outputs") / "opfit" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from ...results.io import write_text_atomic
 
 __all__ = [
     "PROFILE_ROOT",
+    "DEVICE_KEYS",
     "LATEST",
     "preset_flops",
     "preset_latency",
@@ -35,6 +36,9 @@ __all__ = [
     "mark_latest",
 ]
 
+#: The keys of a device in a profile's ``cluster.yaml``: :func:`load_presets` refuses any other.
+DEVICE_KEYS = ("name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "kind_bytes_per_s",
+               *OPTIONAL_FIGURES)
 #: Where ``iopopt profile`` writes (relative to the current directory) and where ``latest`` is looked up.
 PROFILE_ROOT = Path("outputs") / "profile"
 #: The name of the link to the newest profile under :data:`PROFILE_ROOT`, and the value that selects it.
@@ -244,10 +248,20 @@ def write_presets(prof: dict, out: Path) -> tuple[Path, Path | None]:
 
 
 def load_presets(out: Path, network: bool = True):
-    """``(Cluster, NetworkModel)`` from a profile directory (the network None when ``network`` is false)."""
+    """``(Cluster, NetworkModel)`` from a profile directory (the network None when ``network`` is false).
+
+    Raises ``ValueError`` with one line for a device key not in :data:`DEVICE_KEYS`.
+    """
     import yaml
 
     c = yaml.safe_load((Path(out) / "cluster.yaml").read_text())
+    for i, d in enumerate(c["devices"]):
+        unknown = sorted(set(d) - set(DEVICE_KEYS))
+        if unknown:  # e.g. spill_bytes, which profiles of an earlier iopopt wrote with another meaning
+            raise ValueError(
+                f"{Path(out) / 'cluster.yaml'}: unknown key devices[{i}].{unknown[0]} (value {d[unknown[0]]!r}); "
+                f"valid keys: {', '.join(DEVICE_KEYS)}; a profile written by an earlier iopopt: run `iopopt profile` "
+                f"again")
     devices = tuple(
         Device(
             d["name"],
