@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..model.cluster import DEVICE_KEYS as CONFIG_DEVICE_KEYS
 from ..model.ranges import range_error
 
 __all__ = [
@@ -88,11 +89,7 @@ MODEL_KEYS = {
     "torchvision": frozenset({"source", "name", "input_shape", "seed", "kwargs"}),
 }
 CLUSTER_KEYS = frozenset({"name", "host", "split", "devices", "subsets", "fused_depth"})
-DEVICE_KEYS = frozenset(
-    {"name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "memory_bandwidth_bytes_per_s",
-     "kind_bytes_per_s", "cache_bytes", "dram_bytes_per_s", "weight_bytes_per_s", "spill_weight_bytes",
-     "active_power_w", "idle_power_w", "tx_power_w", "rx_power_w"}
-)
+DEVICE_KEYS = frozenset(CONFIG_DEVICE_KEYS)
 
 
 def to_plain(cfg) -> Any:

@@ -77,6 +77,7 @@ __all__ = [
     "pricing_kind",
     "PRICING_KINDS",
     "OPTIONAL_FIGURES",
+    "DEVICE_KEYS",
 ]
 
 SPLIT_POLICIES = ("proportional", "equal")
@@ -85,6 +86,9 @@ OPTIONAL_FIGURES = ("memory_bandwidth_bytes_per_s", "cache_bytes", "dram_bytes_p
                     "spill_weight_bytes")
 #: A device's power figures, watts: computing, idle, sending, receiving (all four or none).
 POWER_FIELDS = ("active_power_w", "idle_power_w", "tx_power_w", "rx_power_w")
+#: The keys of a device in a config or a profile: the figures a :class:`Device` is built from.
+DEVICE_KEYS = ("name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "kind_bytes_per_s",
+               *OPTIONAL_FIGURES, *POWER_FIELDS)
 
 
 #: Pricing kinds that are not op kinds: ``pwconv``, a conv with a 1x1 kernel (see :func:`pricing_kind`).

@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not fresh:
         try:
             where = resolve_profile(a.profile)
-            load_presets(where, network=False)  # refused now, not after the rounds
+            cluster, _ = load_presets(where, network=False)  # refused now, not after the rounds
         except FileNotFoundError as exc:
             print(f"iopopt opfit: --profile {exc} (or fresh: profile this machine in this run)", file=sys.stderr)
             return 2
@@ -190,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timing.round()
             after = reference_times(clock=a.clock)
     assert where is not None
-    cluster, _ = load_presets(where, network=False)
+    if fresh:
+        cluster, _ = load_presets(where, network=False)
     device = cluster.devices[0]
     rows, forward = timing.rows(device), timing.forwards()
     summary = summarize(rows)

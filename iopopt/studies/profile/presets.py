@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...model.cluster import OPTIONAL_FIGURES, Cluster, Device
+from ...model.cluster import DEVICE_KEYS as CONFIG_DEVICE_KEYS
+from ...model.cluster import OPTIONAL_FIGURES, POWER_FIELDS, Cluster, Device
 from ...model.network import SwitchedNetwork
 from ...results.io import write_text_atomic
 
@@ -36,9 +37,9 @@ __all__ = [
     "mark_latest",
 ]
 
-#: The keys of a device in a profile's ``cluster.yaml``: :func:`load_presets` refuses any other.
-DEVICE_KEYS = ("name", "flops_per_s", "memory_bytes", "op_overhead_s", "kind_flops_per_s", "kind_bytes_per_s",
-               *OPTIONAL_FIGURES)
+#: The keys of a device in a profile's ``cluster.yaml`` (a config's but the power figures, which a profile does not
+#: measure): :func:`load_presets` refuses any other.
+DEVICE_KEYS = tuple(key for key in CONFIG_DEVICE_KEYS if key not in POWER_FIELDS)
 #: Where ``iopopt profile`` writes (relative to the current directory) and where ``latest`` is looked up.
 PROFILE_ROOT = Path("outputs") / "profile"
 #: The name of the link to the newest profile under :data:`PROFILE_ROOT`, and the value that selects it.
